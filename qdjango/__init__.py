@@ -1,0 +1,1 @@
+"""qdjango: the Django app of qengine (models, admin, management commands). Not built yet."""

@@ -1,0 +1,293 @@
+"""The task API: ``async_task``, results, groups and the cache, as the spec names them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .brokers import Broker, get_broker
+from .cluster.monitor import finish
+from .cluster.worker import execute
+from .config import Config, get_config
+from .signals import SENDER, pre_enqueue
+from .signing import Signer, get_signer
+from .store import get_store
+from .task import Task, TaskMessage, new_id
+
+__all__ = [
+    "OPTION_KEYS",
+    "async_task",
+    "count_group",
+    "delete_cached",
+    "delete_group",
+    "fetch",
+    "fetch_group",
+    "queue_size",
+    "result",
+    "result_group",
+]
+
+OPTION_KEYS = frozenset(
+    {"hook", "group", "save", "sync", "cached", "ack_failure", "broker", "timeout", "task_name"}
+)
+"""Keywords ``async_task`` takes for itself; every other keyword goes to the task's function."""
+
+# Keys the library's own callers (chains, iters, schedules) may pass on top.
+_INTERNAL_KEYS = frozenset({"chain", "iter_count", "iter_cached", "iter_index"})
+
+
+def split_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Separate ``async_task`` options from the function's keyword arguments.
+
+    With ``q_options`` every option comes from that dict and all other
+    keywords, even ones named like options, go to the function.
+    """
+    q_options = kwargs.pop("q_options", None)
+    if q_options is None:
+        options = {key: kwargs.pop(key) for key in list(kwargs) if key in OPTION_KEYS}
+        return options, kwargs
+    if not isinstance(q_options, Mapping):
+        raise TypeError(f"q_options must be a dict, not {type(q_options).__name__}")
+    unknown = sorted(set(q_options) - OPTION_KEYS)
+    if unknown:
+        raise ValueError(
+            f"unknown q_options key(s) {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(sorted(OPTION_KEYS))}"
+        )
+    return dict(q_options), kwargs
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    def bad(key: str, allowed: str) -> ValueError:
+        return ValueError(f"async_task option {key}={options[key]!r} is invalid: {allowed}")
+
+    hook = options.get("hook")
+    if hook is not None and not (isinstance(hook, str) or callable(hook)):
+        raise TypeError(f"hook must be a dotted path or a callable, not {type(hook).__name__}")
+    for key in ("group", "task_name"):
+        value = options.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > 100):
+            raise bad(key, "a string of at most 100 characters")
+    for key in ("save", "sync", "ack_failure"):
+        if options.get(key) is not None and not isinstance(options[key], bool):
+            raise bad(key, "True, False or None")
+    cached = options.get("cached")
+    if cached is not None and not isinstance(cached, bool) and (
+        not isinstance(cached, int) or cached < 1
+    ):
+        raise bad("cached", "True, False or a number of seconds >= 1")
+    timeout = options.get("timeout")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+    ):
+        raise bad("timeout", "None or a number of seconds > 0")
+    broker = options.get("broker")
+    if broker is not None and not isinstance(broker, Broker):
+        raise bad("broker", "a Broker instance from get_broker()")
+
+
+def submit(
+    func: str | Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    options: dict[str, Any],
+    config: Config | None = None,
+) -> str:
+    """Build, sign and enqueue (or in sync mode run) one task; return its id."""
+    if not (isinstance(func, str) or callable(func)):
+        raise TypeError(
+            f"func must be a dotted path string or a callable, not {type(func).__name__}"
+        )
+    if isinstance(func, str) and "." not in func:
+        raise ValueError(f"func {func!r} must be a dotted path such as 'math.floor'")
+    _check_options(options)
+    config = config or get_config()
+    task_id, name = new_id()
+    cached = options.get("cached")
+    sync = options.get("sync")
+    sync = config.sync if sync is None else sync
+    message = TaskMessage(
+        id=task_id,
+        name=options.get("task_name") or name,
+        func=func,
+        args=tuple(args),
+        kwargs=kwargs,
+        hook=options.get("hook"),
+        group=options.get("group"),
+        timeout=options.get("timeout"),
+        save=options.get("save"),
+        cached=config.cached if cached is None else cached,
+        ack_failure=options.get("ack_failure"),
+        sync=sync,
+        chain=options.get("chain"),
+        iter_count=options.get("iter_count"),
+        iter_cached=options.get("iter_cached"),
+        iter_index=options.get("iter_index"),
+        cluster=config.name,
+    )
+    pre_enqueue.send(SENDER, task=message)
+    broker: Broker | None = options.get("broker")
+    if sync:
+        _run_inline(message, config, broker)
+    else:
+        package = get_signer(config).dumps(message)
+        target = broker or (get_broker() if config is get_config() else get_broker(config))
+        target.enqueue(package)
+    return message.id
+
+
+def _run_inline(message: TaskMessage, config: Config, broker: Broker | None) -> None:
+    # Pack and unpack as the trip through a broker would, so sync mode fails on exactly
+    # what a cluster would fail on (unpicklable arguments, oversized packages). The
+    # package never leaves this process, so a configured key is not required.
+    signer = Signer(
+        config.secret_key or "sync-mode",
+        config.name,
+        compress=config.compress,
+        max_size=config.max_package_size,
+    )
+    received: TaskMessage = signer.loads(signer.dumps(message))
+    received.attempt_count = 1
+    finish([execute(received, soft_timeout=False)], config, broker=broker)
+
+
+def async_task(func: str | Callable[..., Any], *args: Any, **kwargs: Any) -> str:
+    """Queue ``func(*args, **kwargs)`` for a cluster; return the task id.
+
+    Options (taken out of ``kwargs``, or all from ``q_options=dict``): hook,
+    group, save, sync, cached, ack_failure, broker, timeout, task_name.
+
+    Raises:
+        TypeError: ``func`` is neither a dotted path nor a callable, or the
+            arguments cannot be pickled.
+        ValueError: an option has a bad value or ``q_options`` an unknown key.
+        PackageTooLarge: the package is over ``max_package_size``.
+    """
+    options, kwargs = split_options(dict(kwargs))
+    return submit(func, args, kwargs, options)
+
+
+# -- waiting ----------------------------------------------------------------------
+
+
+def wait_for(probe: Callable[[], Any], wait: int) -> Any:
+    """Call ``probe`` until it returns something truthy or ``wait`` ms pass (-1: forever)."""
+    deadline = None if wait < 0 else time.monotonic() + wait / 1000
+    delay = 0.002
+    while True:
+        value = probe()
+        if value:
+            return value
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return value
+            time.sleep(min(delay, left))
+        else:
+            time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def _cached_default(cached: bool | None) -> bool:
+    return bool(get_config().cached) if cached is None else bool(cached)
+
+
+# -- results ----------------------------------------------------------------------
+
+
+def fetch(task_id: str, wait: int = 0, cached: bool | None = None) -> Task | None:
+    """The finished task by id or name, waiting up to ``wait`` ms (-1: indefinitely)."""
+    store = get_store()
+    if _cached_default(cached):
+        return wait_for(lambda: store.cached(task_id), wait)  # type: ignore[no-any-return]
+    return wait_for(lambda: store.get(task_id), wait)  # type: ignore[no-any-return]
+
+
+def result(task_id: str, wait: int = 0, cached: bool | None = None) -> Any:
+    """The result of a finished task (None until it finished), waiting up to ``wait`` ms."""
+    task = fetch(task_id, wait=wait, cached=cached)
+    return task.result if task is not None else None
+
+
+def queue_size(broker: Broker | None = None) -> int:
+    """Packages waiting in the broker, not counting those being processed."""
+    return (broker or get_broker()).queue_size()
+
+
+def delete_cached(task_id: str, broker: Broker | None = None) -> None:
+    """Remove a task's result from the cache."""
+    get_store().delete_cached(task_id)
+
+
+# -- groups -----------------------------------------------------------------------
+
+
+def count_group(group_id: str, failures: bool = False, cached: bool | None = None) -> int:
+    """Finished tasks in the group; with ``failures`` only the failed ones."""
+    store = get_store()
+    if _cached_default(cached):
+        tasks = store.cached_group(group_id)
+        return sum(1 for t in tasks if not t.success) if failures else len(tasks)
+    return store.group_count(group_id, failures=failures)
+
+
+def _wait_count(group_id: str, count: int | None, wait: int, cached: bool | None) -> float:
+    """Block until the group has ``count`` tasks (``wait`` 0 means no limit, as the spec has it)."""
+    start = time.monotonic()
+    if count:
+        wait_for(lambda: count_group(group_id, cached=cached) >= count, wait or -1)
+    return start
+
+
+def _remaining(start: float, wait: int) -> int:
+    if wait < 0:
+        return -1
+    return max(0, int(wait - (time.monotonic() - start) * 1000))
+
+
+def fetch_group(
+    group_id: str,
+    failures: bool = True,
+    wait: int = 0,
+    count: int | None = None,
+    cached: bool | None = None,
+) -> list[Task]:
+    """The group's finished tasks, oldest first; ``count`` blocks until there are that many."""
+    start = _wait_count(group_id, count, wait, cached)
+    store = get_store()
+    if _cached_default(cached):
+        probe = lambda: store.cached_group(group_id, failures=failures)  # noqa: E731
+    else:
+        probe = lambda: store.group_tasks(group_id, failures=failures)  # noqa: E731
+    return wait_for(probe, _remaining(start, wait)) or []
+
+
+def result_group(
+    group_id: str,
+    failures: bool = False,
+    wait: int = 0,
+    count: int | None = None,
+    cached: bool | None = None,
+) -> list[Any]:
+    """The group's results, oldest first; failures' error texts only with ``failures``."""
+    start = _wait_count(group_id, count, wait, cached)
+    store = get_store()
+    if _cached_default(cached):
+
+        def probe() -> list[Any]:
+            return [t.result for t in store.cached_group(group_id, failures=failures)]
+
+    else:
+
+        def probe() -> list[Any]:
+            return store.group_results(group_id, failures=failures)
+
+    return wait_for(probe, _remaining(start, wait)) or []
+
+
+def delete_group(group_id: str, tasks: bool = False, cached: bool | None = None) -> int:
+    """Remove the group label (or with ``tasks`` the tasks too); return how many were affected."""
+    if _cached_default(cached):
+        return get_store().delete_cached_group(group_id, tasks=tasks)
+    return get_store().delete_group(group_id, tasks=tasks)

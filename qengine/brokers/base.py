@@ -1,0 +1,125 @@
+"""The broker contract every queue backend fulfils (the spec's ``Broker``, plus leases)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from ..config import Config
+
+__all__ = ["Broker", "Delivery"]
+
+
+class Delivery(NamedTuple):
+    """One package handed to a cluster: its receipt, its bytes, and how often it was delivered."""
+
+    ack_id: str
+    package: bytes
+    count: int = 1
+
+
+class Broker(ABC):
+    """Accepts, keeps and delivers packages for one queue: the cluster name.
+
+    Delivery receipts: a dequeued package is leased to its consumer until it
+    is acknowledged; if the lease runs out (``retry`` seconds without
+    ``extend``), the package is delivered again. A package is ``bytes``.
+
+    Subclasses implement ``enqueue``, ``receive`` (or the spec's ``dequeue``),
+    ``acknowledge``, ``delete``, ``queue_size``, ``purge_queue``,
+    ``delete_queue`` and ``ping``; the rest have working defaults.
+    """
+
+    def __init__(self, config: Config, list_key: str | None = None) -> None:
+        self.config = config
+        self.list_key = list_key or config.name
+
+    # -- producing -----------------------------------------------------------------
+
+    @abstractmethod
+    def enqueue(self, package: bytes) -> str:
+        """Put ``package`` at the end of the queue; return its tracking id."""
+
+    def enqueue_many(self, packages: Iterable[bytes]) -> list[str]:
+        """Put several packages in the queue; brokers that can batch override this."""
+        return [self.enqueue(package) for package in packages]
+
+    # The spec calls the producing method ``async_task``; keep that name working.
+    def async_task(self, package: bytes) -> str:
+        return self.enqueue(package)
+
+    # -- consuming -----------------------------------------------------------------
+
+    def receive(self, count: int | None = None, timeout: float | None = None) -> list[Delivery]:
+        """Lease up to ``count`` (default ``bulk``) packages, waiting at most ``timeout`` seconds.
+
+        Returns an empty list when nothing arrived in time. The default wraps
+        ``dequeue`` for brokers written against the spec's interface.
+        """
+        return [Delivery(ack_id, package) for ack_id, package in self.dequeue()]
+
+    def dequeue(self) -> list[tuple[str, bytes]]:
+        """The spec's form of ``receive``: a list of ``(ack_id, package)``."""
+        if type(self).receive is Broker.receive:
+            raise NotImplementedError(
+                f"{type(self).__name__} implements neither receive nor dequeue"
+            )
+        return [(d.ack_id, d.package) for d in self.receive()]
+
+    @abstractmethod
+    def acknowledge(self, ack_id: str) -> None:
+        """The package was processed: remove it for good."""
+
+    def acknowledge_many(self, ack_ids: Iterable[str]) -> None:
+        for ack_id in ack_ids:
+            self.acknowledge(ack_id)
+
+    def extend(self, ack_ids: Iterable[str]) -> None:  # noqa: B027 - no-op is the contract
+        """Renew the leases of packages this consumer still holds (heartbeat).
+
+        Brokers without receipts have nothing to renew.
+        """
+
+    def fail(self, ack_id: str) -> None:
+        """The package cannot be processed (it did not verify): drop it."""
+        self.delete(ack_id)
+
+    @abstractmethod
+    def delete(self, ack_id: str) -> None:
+        """Remove the package from the queue, leased or not."""
+
+    # -- the queue as a whole ---------------------------------------------------
+
+    @abstractmethod
+    def queue_size(self) -> int:
+        """Packages waiting to be delivered (not counting leased ones)."""
+
+    def lock_size(self) -> int:
+        """Packages leased and awaiting acknowledgement; 0 where unknown."""
+        return 0
+
+    @abstractmethod
+    def purge_queue(self) -> None:
+        """Remove every package of this queue."""
+
+    @abstractmethod
+    def delete_queue(self) -> None:
+        """Remove the queue itself from the broker."""
+
+    @abstractmethod
+    def ping(self) -> bool:
+        """True when the broker can be reached; never raises."""
+
+    def info(self) -> str:
+        """Name and server version, for logs and qinfo."""
+        return type(self).__name__
+
+    def close(self) -> None:  # noqa: B027 - nothing to release by default
+        """Release connections held by this instance."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} queue={self.list_key!r}>"
+
+    # Brokers may carry a connection users passed in (``redis`` client, engine…).
+    connection: Any = None

@@ -1,0 +1,432 @@
+"""The validated configuration and the process-wide current one.
+
+Sources, strongest first: ``configure(**keys)``, environment variables
+``QENGINE_<KEY>``, a TOML file (``QENGINE_CONFIG`` or ``--config-file``),
+then the defaults below. This module and ``qdjango.conf`` are the only
+readers of the environment and of configuration files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import threading
+import tomllib
+import warnings
+import zoneinfo
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import ConfigError
+
+__all__ = [
+    "DEFAULT_STORE",
+    "Config",
+    "ConfigWarning",
+    "configure",
+    "get_config",
+    "load_config",
+    "mask_url",
+    "on_reset",
+    "set_config_file",
+]
+
+DEFAULT_STORE = "sqlite:///qengine.sqlite3"
+ENV_PREFIX = "QENGINE_"
+
+
+class ConfigWarning(UserWarning):
+    """A configuration that works but probably does not do what was meant."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """Every setting of an engine: cluster, broker, store and task defaults.
+
+    Build one with ``load_config`` or ``configure``; the constructor checks
+    every value and raises ``ConfigError`` naming the key and what is allowed.
+    """
+
+    name: str = "default"
+    """Cluster name: the queue name on the broker and the salt of package signatures."""
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    """Worker processes in the pool (default: CPU count)."""
+    daemonize_workers: bool = True
+    """Kept for compatibility: pool workers always end with their cluster (see README)."""
+    recycle: int = 500
+    """Tasks a worker process runs before it is replaced; 0 never replaces it."""
+    max_rss: int | None = None
+    """Resident memory in kilobytes above which a worker is retired; None: no limit."""
+    timeout: float | None = None
+    """Seconds a task may run before it is stopped; None: no limit. Overridable per task."""
+    ack_failures: bool = False
+    """Acknowledge failed tasks too, so the broker does not deliver them again."""
+    max_attempts: int = 0
+    """Deliveries of one task before it is given up; 0: no limit."""
+    retry: float = 60
+    """Seconds an unacknowledged package stays leased before it is delivered again."""
+    compress: bool = False
+    """Compress packages with zstandard."""
+    save_limit: int = 250
+    """Successes kept in the store: 0 all, -1 none, n the newest n. Failures are always kept."""
+    guard_cycle: float = 0.5
+    """Seconds between two rounds of the guard; in (0, 60)."""
+    sync: bool = False
+    """Run every task inline in the caller, as a worker would (for tests)."""
+    queue_limit: int | None = None
+    """Tasks one cluster holds in memory; None means workers ** 2."""
+    label: str = "Django Q"
+    """Title of the admin section."""
+    catch_up: bool = True
+    """Replay every schedule slot missed while no cluster ran (False: run once, then move on)."""
+    redis: dict[str, Any] | str | None = None
+    """Redis connection for broker and cache: redis-py keyword arguments or a redis:// URI."""
+    django_redis: str | None = None
+    """Name of a django-redis cache whose connection pool to reuse (qdjango only)."""
+    orm: str | None = None
+    """Django database alias used as the broker (qdjango only)."""
+    broker_class: str | None = None
+    """Dotted path of a Broker subclass to use instead of the built-in ones."""
+    bulk: int = 1
+    """Packages taken from the broker per dequeue call."""
+    poll: float = 0.2
+    """Seconds a polling broker (SQL) sleeps when the queue is empty."""
+    cache: str | None = None
+    """Where cached results live: a redis:// URL, 'store', 'memory' or a Django cache alias.
+
+    None picks the broker's Redis when the broker is Redis, else the store.
+    """
+    cached: bool | int = False
+    """Default for ``cached=``: True keeps results in the cache, n keeps them n seconds."""
+    scheduler: bool = True
+    """Run the scheduler thread in clusters."""
+    error_reporter: dict[str, Any] = field(default_factory=dict)
+    """Error reporter plugins and their settings, by name."""
+    cpu_affinity: int = 0
+    """Processors each worker is pinned to (Linux); 0 leaves workers unpinned."""
+    broker: str | None = None
+    """Broker URL: redis://, rediss://, unix:// or a SQLAlchemy URL; None: the store's database."""
+    store: str = DEFAULT_STORE
+    """SQLAlchemy URL of the result store."""
+    secret_key: str | None = field(default=None, repr=False)
+    """Key that signs packages; required for any broker but a local SQLite file."""
+    max_package_size: int = 16 * 1024 * 1024
+    """Largest package, in bytes, that may be enqueued."""
+    time_zone: str = "UTC"
+    """Zone in which daily and longer schedules and cron expressions are computed."""
+
+    def __post_init__(self) -> None:
+        _validate(self)
+        if self.queue_limit is None:
+            object.__setattr__(self, "queue_limit", self.workers**2)
+        if self.timeout is not None and self.timeout >= self.retry:
+            warnings.warn(
+                f"timeout ({self.timeout}s) is not below retry ({self.retry}s): a task still "
+                "running when its lease ends could be delivered again; make retry larger",
+                ConfigWarning,
+                stacklevel=4,
+            )
+
+    # -- derived values -------------------------------------------------
+
+    @property
+    def broker_url(self) -> str:
+        """The broker's URL: ``broker``, else the ``redis`` URI, else the store's database."""
+        if self.broker:
+            return self.broker
+        if isinstance(self.redis, str):
+            return self.redis
+        if isinstance(self.redis, dict):
+            return "redis://"
+        return self.store
+
+    @property
+    def broker_kind(self) -> str:
+        """'custom', 'orm', 'redis' or 'sql'."""
+        if self.broker_class:
+            return "custom"
+        if self.orm:
+            return "orm"
+        scheme = urlsplit(self.broker_url).scheme
+        if scheme in {"redis", "rediss", "unix"} or self.django_redis:
+            return "redis"
+        return "sql"
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when broker and signing live in a local SQLite file (the zero-config default)."""
+        return self.broker_kind == "sql" and self.broker_url.startswith("sqlite")
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.time_zone)
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some keys changed, validated like any other."""
+        _check_keys(changes, "replace()")
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self, *, masked: bool = True) -> dict[str, Any]:
+        """Every key and value; with ``masked`` secrets and URL passwords hidden."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if masked:
+            if out["secret_key"]:
+                out["secret_key"] = "********"
+            for key in ("broker", "store", "cache"):
+                if isinstance(out[key], str):
+                    out[key] = mask_url(out[key])
+            if isinstance(out["redis"], str):
+                out["redis"] = mask_url(out["redis"])
+            elif isinstance(out["redis"], dict) and out["redis"].get("password"):
+                out["redis"] = {**out["redis"], "password": "********"}
+        return out
+
+
+KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Config))
+
+# Spec keys we deliberately do not implement, with the reason given to the user.
+UNSUPPORTED: dict[str, str] = {
+    "disque_nodes": "Disque is discontinued; plug a broker in with broker_class instead",
+    "disque_auth": "Disque is discontinued; plug a broker in with broker_class instead",
+    "iron_mq": "IronMQ is not supported; plug a broker in with broker_class instead",
+    "sqs": "the SQS broker is not available yet; use redis or a SQL broker",
+    "mongo": "the MongoDB broker is not available yet; use redis or a SQL broker",
+    "mongo_db": "the MongoDB broker is not available yet; use redis or a SQL broker",
+    "has_replica": "not needed: the SQL broker always reads from the database it writes to",
+}
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by asterisks, for logs and errors."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:********@{host}"))
+
+
+# -- validation -------------------------------------------------------------
+
+
+def _fail(key: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"config key {key!r} has the invalid value {value!r}: {allowed}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_keys(keys: Mapping[str, Any], source: str) -> None:
+    for key in keys:
+        if key in KEYS:
+            continue
+        if key in UNSUPPORTED:
+            raise ConfigError(f"config key {key!r} ({source}) is not supported: {UNSUPPORTED[key]}")
+        near = difflib.get_close_matches(key, KEYS, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise ConfigError(f"unknown config key {key!r} ({source}){hint}")
+
+
+def _validate(c: Config) -> None:
+    if not isinstance(c.name, str) or not c.name or len(c.name) > 100:
+        raise _fail("name", c.name, "a non-empty string of at most 100 characters")
+    if not _is_int(c.workers) or c.workers < 1:
+        raise _fail("workers", c.workers, "an integer >= 1")
+    for key in ("daemonize_workers", "ack_failures", "compress", "sync", "catch_up", "scheduler"):
+        if not isinstance(getattr(c, key), bool):
+            raise _fail(key, getattr(c, key), "True or False")
+    if not _is_int(c.recycle) or c.recycle < 0:
+        raise _fail("recycle", c.recycle, "an integer >= 0 (0: never recycle)")
+    if c.max_rss is not None and (not _is_int(c.max_rss) or c.max_rss < 1):
+        raise _fail("max_rss", c.max_rss, "None or a number of kilobytes >= 1")
+    if c.timeout is not None and (not _is_number(c.timeout) or c.timeout <= 0):
+        raise _fail("timeout", c.timeout, "None or a number of seconds > 0")
+    if not _is_int(c.max_attempts) or c.max_attempts < 0:
+        raise _fail("max_attempts", c.max_attempts, "an integer >= 0 (0: no limit)")
+    if not _is_number(c.retry) or c.retry <= 0:
+        raise _fail("retry", c.retry, "a number of seconds > 0")
+    if not _is_int(c.save_limit) or c.save_limit < -1:
+        raise _fail("save_limit", c.save_limit, "-1 (none), 0 (all) or a positive integer")
+    if not _is_number(c.guard_cycle) or not 0 < c.guard_cycle < 60:
+        raise _fail("guard_cycle", c.guard_cycle, "a number of seconds in (0, 60)")
+    if c.queue_limit is not None and (not _is_int(c.queue_limit) or c.queue_limit < 1):
+        raise _fail("queue_limit", c.queue_limit, "None (workers ** 2) or an integer >= 1")
+    if not isinstance(c.label, str):
+        raise _fail("label", c.label, "a string")
+    if c.redis is not None and not isinstance(c.redis, dict | str):
+        raise _fail("redis", c.redis, "a dict of redis-py arguments or a redis:// URI")
+    if isinstance(c.redis, str) and urlsplit(c.redis).scheme not in {"redis", "rediss", "unix"}:
+        raise _fail("redis", c.redis, "a URI starting with redis://, rediss:// or unix://")
+    for key in ("django_redis", "orm", "broker_class", "broker", "cache"):
+        value = getattr(c, key)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise _fail(key, value, "None or a non-empty string")
+    if c.broker_class is not None and "." not in c.broker_class:
+        raise _fail(
+            "broker_class", c.broker_class, "a dotted path such as 'myapp.brokers.MyBroker'"
+        )
+    if not _is_int(c.bulk) or c.bulk < 1:
+        raise _fail("bulk", c.bulk, "an integer >= 1")
+    if not _is_number(c.poll) or c.poll <= 0:
+        raise _fail("poll", c.poll, "a number of seconds > 0")
+    if not isinstance(c.cached, bool) and (not _is_int(c.cached) or c.cached < 1):
+        raise _fail("cached", c.cached, "True, False or a number of seconds >= 1")
+    if not isinstance(c.error_reporter, dict):
+        raise _fail("error_reporter", c.error_reporter, "a dict of reporter name to settings")
+    if not _is_int(c.cpu_affinity) or c.cpu_affinity < 0:
+        raise _fail("cpu_affinity", c.cpu_affinity, "an integer >= 0 (0: no pinning)")
+    if not isinstance(c.store, str) or "://" not in c.store:
+        raise _fail("store", c.store, "a SQLAlchemy URL such as sqlite:///qengine.sqlite3")
+    if c.broker is not None and "://" not in c.broker:
+        raise _fail(
+            "broker", c.broker, "a URL: redis://…, rediss://…, unix://… or a SQLAlchemy URL"
+        )
+    if c.secret_key is not None and (not isinstance(c.secret_key, str) or not c.secret_key):
+        raise ConfigError("config key 'secret_key' must be a non-empty string or None")
+    if not _is_int(c.max_package_size) or c.max_package_size < 1024:
+        raise _fail("max_package_size", c.max_package_size, "a number of bytes >= 1024")
+    try:
+        zoneinfo.ZoneInfo(str(c.time_zone))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise _fail("time_zone", c.time_zone, "an IANA zone name such as 'Europe/Paris'") from exc
+
+
+# -- parsing strings (environment) ------------------------------------------
+
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True,
+          "0": False, "false": False, "no": False, "off": False}  # fmt: skip
+_BOOL_KEYS = {"daemonize_workers", "ack_failures", "compress", "sync", "catch_up", "scheduler"}
+_INT_KEYS = {"workers", "recycle", "max_rss", "max_attempts", "save_limit", "queue_limit",
+             "bulk", "cpu_affinity", "max_package_size"}  # fmt: skip
+_FLOAT_KEYS = {"timeout", "retry", "guard_cycle", "poll"}
+_OPTIONAL = {"max_rss", "timeout", "queue_limit", "redis", "django_redis", "orm",
+             "broker_class", "broker", "cache", "secret_key"}  # fmt: skip
+
+
+def _parse_env(key: str, raw: str) -> Any:
+    """Turn an environment string into the key's type; the constructor then validates it."""
+    var = ENV_PREFIX + key.upper()
+    text = raw.strip()
+    if key in _OPTIONAL and text.lower() in {"", "none", "null"}:
+        return None
+    try:
+        if key in _BOOL_KEYS:
+            return _BOOLS[text.lower()]
+        if key in _INT_KEYS:
+            return int(text)
+        if key in _FLOAT_KEYS:
+            number = float(text)
+            return int(number) if number.is_integer() else number
+        if key == "cached":
+            return _BOOLS[text.lower()] if text.lower() in _BOOLS else int(text)
+        if key == "error_reporter" or (key == "redis" and text.startswith("{")):
+            return json.loads(text)
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"environment variable {var}={raw!r} cannot be read as {key}") from exc
+    return raw
+
+
+# -- loading ------------------------------------------------------------------
+
+_config_file: str | None = None
+
+
+def set_config_file(path: str | os.PathLike[str] | None) -> None:
+    """Use this TOML file (``--config-file``) instead of ``QENGINE_CONFIG``."""
+    global _config_file
+    _config_file = os.fspath(path) if path is not None else None
+    _replace(None)
+
+
+def _read_file(path: str) -> dict[str, Any]:
+    try:
+        with Path(path).open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path!r} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path!r} is not valid TOML: {exc}") from exc
+    _check_keys(data, f"config file {path}")
+    return data
+
+
+def load_config(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    config_file: str | None = None,
+) -> Config:
+    """Merge defaults, the TOML file, the environment and ``overrides``, strongest last."""
+    environ = os.environ if environ is None else environ
+    merged: dict[str, Any] = {}
+    path = config_file or _config_file or environ.get(ENV_PREFIX + "CONFIG")
+    if path:
+        merged.update(_read_file(path))
+    for var, raw in environ.items():
+        if not var.startswith(ENV_PREFIX) or var == ENV_PREFIX + "CONFIG":
+            continue
+        key = var[len(ENV_PREFIX) :].lower()
+        if key.startswith("test_"):
+            continue  # QENGINE_TEST_* belong to the test suite, not to the engine
+        _check_keys({key: None}, f"environment variable {var}")
+        merged[key] = _parse_env(key, raw)
+    if overrides:
+        _check_keys(overrides, "configure()")
+        merged.update(overrides)
+    return Config(**merged)
+
+
+# -- the process-wide configuration -------------------------------------------
+
+_lock = threading.RLock()
+_current: Config | None = None
+_reset_hooks: list[Callable[[], None]] = []
+
+
+def on_reset(hook: Callable[[], None]) -> Callable[[], None]:
+    """Register ``hook`` to drop connections and caches when the configuration is replaced."""
+    _reset_hooks.append(hook)
+    return hook
+
+
+def _replace(config: Config | None) -> None:
+    global _current
+    with _lock:
+        _current = config
+        for hook in _reset_hooks:
+            hook()
+
+
+def configure(config: Config | None = None, **keys: Any) -> Config:
+    """Replace the process-wide configuration.
+
+    Keys given here beat the environment and the config file. Connections
+    opened for the previous configuration are dropped.
+    """
+    new = config.replace(**keys) if config is not None else load_config(keys)
+    _replace(new)
+    return new
+
+
+def get_config() -> Config:
+    """The current configuration, loaded from the environment on first use."""
+    global _current
+    with _lock:
+        if _current is None:
+            _current = load_config()
+        return _current

@@ -1,0 +1,253 @@
+"""SQLAlchemy tables of the engine and the engines that reach them.
+
+``q_task`` holds results, ``q_schedule`` schedules, ``q_queue`` the SQL
+broker's packages, ``q_cache`` cached results when the cache is the store,
+``q_stat`` cluster heartbeats when the broker is not Redis, and ``q_meta``
+the generated secret of the embedded default. qdjango declares the same
+tables; a test keeps the two descriptions in step.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    create_engine,
+    event,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
+
+from .config import mask_url, on_reset
+from .errors import ConfigError
+
+__all__ = [
+    "Base",
+    "CacheRow",
+    "MetaRow",
+    "QueueRow",
+    "ScheduleRow",
+    "StatRow",
+    "TaskRow",
+    "get_engine",
+    "normalize_url",
+]
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every database, with microseconds on MySQL/MariaDB too."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        if dialect.name in {"mysql", "mariadb"}:
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given where an aware one is needed")
+        value = value.astimezone(UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Blob = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class TaskRow(Base):
+    """One executed task: its call, its result, and when and how often it ran."""
+
+    __tablename__ = "q_task"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), index=True)
+    func: Mapped[str] = mapped_column(String(256), index=True)
+    hook: Mapped[str | None] = mapped_column(String(256))
+    args: Mapped[bytes | None] = mapped_column(Blob)
+    kwargs: Mapped[bytes | None] = mapped_column(Blob)
+    result: Mapped[bytes | None] = mapped_column(Blob)
+    group: Mapped[str | None] = mapped_column(String(100), index=True)
+    started: Mapped[datetime] = mapped_column(UTCDateTime)
+    stopped: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    success: Mapped[bool] = mapped_column(Boolean, index=True)
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    cluster: Mapped[str | None] = mapped_column(String(100))
+
+
+class ScheduleRow(Base):
+    """A schedule; ``args`` and ``kwargs`` are Python literals so the admin can edit them."""
+
+    __tablename__ = "q_schedule"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str | None] = mapped_column(String(100), unique=True)
+    func: Mapped[str] = mapped_column(String(256))
+    hook: Mapped[str | None] = mapped_column(String(256))
+    args: Mapped[str | None] = mapped_column(Text)
+    kwargs: Mapped[str | None] = mapped_column(Text)
+    schedule_type: Mapped[str] = mapped_column(String(1), default="O")
+    minutes: Mapped[int | None] = mapped_column(Integer)
+    cron: Mapped[str | None] = mapped_column(String(100))
+    repeats: Mapped[int] = mapped_column(Integer, default=-1)
+    next_run: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    cluster: Mapped[str | None] = mapped_column(String(100))
+    task: Mapped[str | None] = mapped_column(String(100))
+    q_options: Mapped[bytes | None] = mapped_column(Blob)
+
+
+class QueueRow(Base):
+    """A package waiting in the SQL broker; ``lock`` is the end of its current lease."""
+
+    __tablename__ = "q_queue"
+    __table_args__ = (Index("ix_q_queue_key_lock", "key", "lock"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    key: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[bytes] = mapped_column(Blob)
+    lock: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deliveries: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CacheRow(Base):
+    """A cached value when the cache is the store; ``expires`` None keeps it."""
+
+    __tablename__ = "q_cache"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[bytes] = mapped_column(Blob)
+    expires: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+
+class StatRow(Base):
+    """A cluster's latest status as JSON; ``expires`` makes dead clusters disappear."""
+
+    __tablename__ = "q_stat"
+
+    cluster_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[str] = mapped_column(LongText)
+    expires: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class MetaRow(Base):
+    """Small facts about the installation, such as the embedded default's secret."""
+
+    __tablename__ = "q_meta"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+# -- engines --------------------------------------------------------------------
+
+_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg",
+            "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}  # fmt: skip
+
+
+def normalize_url(url: str) -> str:
+    """Pick the drivers we install when a URL names none (``postgresql://`` → psycopg 3)."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # SQLAlchemy raises ArgumentError and ValueError here
+        raise ConfigError(f"{mask_url(url)!r} is not a valid database URL: {exc}") from exc
+    if parsed.drivername in _DRIVERS:
+        parsed = parsed.set(drivername=_DRIVERS[parsed.drivername])
+    return parsed.render_as_string(hide_password=False)
+
+
+_engines: dict[str, Engine] = {}
+_created: set[str] = set()
+_engines_lock = threading.Lock()
+
+
+def _sqlite_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    memory = parsed.database in {None, "", ":memory:"}
+    if not memory:
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
+    engine = create_engine(
+        url,
+        connect_args={"timeout": 30, "check_same_thread": False},
+        poolclass=StaticPool if memory else None,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below issue BEGIN, so that the broker can ask for
+        # BEGIN IMMEDIATE (take the write lock up front) instead of pysqlite's deferred BEGIN.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def get_engine(url: str) -> Engine:
+    """The process's engine for ``url``, with the engine's tables created on first use."""
+    url = normalize_url(url)
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is None:
+            if url.startswith("sqlite"):
+                engine = _sqlite_engine(url)
+            else:
+                engine = create_engine(url, pool_pre_ping=True, pool_recycle=3600)
+            _engines[url] = engine
+    if url not in _created:
+        Base.metadata.create_all(engine, checkfirst=True)
+        _created.add(url)
+    return engine
+
+
+@on_reset
+def dispose_engines() -> None:
+    """Close every pooled connection (new configuration, or a fresh child process)."""
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+        _created.clear()

@@ -1,0 +1,405 @@
+"""The result store: saving outcomes and reading tasks and groups back, in SQL or the cache."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import cloudpickle
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from .cache import ResultCache, get_cache
+from .config import Config, get_config, mask_url, on_reset
+from .db import MetaRow, TaskRow, get_engine
+from .errors import StoreError
+from .task import Outcome, Task, func_name
+
+__all__ = ["ResultStore", "dumps", "embedded_secret", "get_store", "loads"]
+
+log = logging.getLogger(__name__)
+
+_PRUNE_CHUNK = 500
+
+
+def dumps(value: Any) -> bytes:
+    """Pickle a value for a binary column or the cache (lambdas and closures included)."""
+    return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def loads(blob: bytes | None) -> Any:
+    """Unpickle a stored value: the store and cache are trusted, unlike packages in transit."""
+    return None if blob is None else pickle.loads(blob)
+
+
+def _task_from_row(row: TaskRow) -> Task:
+    return Task(
+        id=row.id,
+        name=row.name,
+        func=row.func,
+        hook=row.hook,
+        args=loads(row.args) or (),
+        kwargs=loads(row.kwargs) or {},
+        result=loads(row.result),
+        group=row.group,
+        started=row.started,
+        stopped=row.stopped,
+        success=row.success,
+        attempt_count=row.attempt_count,
+        cluster=row.cluster,
+    )
+
+
+def _task_values(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "name": task.name,
+        "func": func_name(task.func) or "",
+        "hook": func_name(task.hook),
+        "args": dumps(tuple(task.args)),
+        "kwargs": dumps(dict(task.kwargs)),
+        "result": dumps(task.result),
+        "group": task.group,
+        "started": task.started,
+        "stopped": task.stopped,
+        "success": task.success,
+        "attempt_count": task.attempt_count,
+        "cluster": task.cluster,
+    }
+
+
+def outcome_values(outcome: Outcome) -> dict[str, Any]:
+    """The row for an outcome; the result stays the bytes the worker pickled."""
+    message = outcome.message
+    return {
+        "id": message.id,
+        "name": message.name,
+        "func": func_name(message.func) or "",
+        "hook": func_name(message.hook),
+        "args": dumps(tuple(message.args)),
+        "kwargs": dumps(dict(message.kwargs)),
+        "result": outcome.result_blob,
+        "group": message.group,
+        "started": message.enqueued,
+        "stopped": outcome.stopped,
+        "success": outcome.success,
+        "attempt_count": message.attempt_count,
+        "cluster": message.cluster,
+    }
+
+
+def outcome_task(outcome: Outcome) -> Task:
+    """The ``Task`` a hook or a cache sees for an outcome."""
+    values = outcome_values(outcome)
+    message = outcome.message
+    values.update(
+        func=func_name(message.func) or "",
+        args=tuple(message.args),
+        kwargs=dict(message.kwargs),
+        result=loads(outcome.result_blob),
+    )
+    return Task(**values)
+
+
+class ResultStore:
+    """Tasks in ``q_task`` of a SQL database, plus the cache for ``cached=`` results."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.url = config.store
+        try:
+            self.engine = get_engine(config.store)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open the result store {mask_url(self.url)}: {exc}") from exc
+
+    @property
+    def cache(self) -> ResultCache:
+        return get_cache(self.config)
+
+    def _error(self, exc: Exception) -> StoreError:
+        return StoreError(f"result store {mask_url(self.url)} failed: {exc}")
+
+    # -- writing -------------------------------------------------------------
+
+    def save_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        """Save a batch of outcomes in one transaction.
+
+        Successes obey ``save``/``save_limit``; failures are always saved. A
+        task id already stored as a success is never overwritten; a stored
+        failure is updated by the new attempt.
+        """
+        rows = [outcome_values(o) for o in outcomes if self._keeps(o)]
+        if rows:
+            self._upsert(rows)
+
+    def save_task(self, task: Task) -> None:
+        """Save a ``Task`` object (``Task.save()``), with the same rules as outcomes."""
+        self._upsert([_task_values(task)])
+
+    def _keeps(self, outcome: Outcome) -> bool:
+        if not outcome.success:
+            return True
+        save = outcome.message.save
+        return save if save is not None else self.config.save_limit >= 0
+
+    def _upsert(self, rows: list[dict[str, Any]]) -> None:
+        # Last writer would win with a plain upsert; the spec wants a stored success to
+        # stay, so look first and only overwrite failures. A racing insert of the same id
+        # (two clusters) shows up as IntegrityError and is retried row by row.
+        try:
+            self._write(rows)
+        except IntegrityError:
+            for row in rows:
+                try:
+                    self._write([row])
+                except IntegrityError:
+                    self._write([row])
+        except SQLAlchemyError as exc:
+            raise self._error(exc) from exc
+        if self.config.save_limit > 0 and any(r["success"] for r in rows):
+            self.prune(self.config.save_limit)
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        by_id = {row["id"]: row for row in rows}
+        with self.engine.begin() as conn:
+            stored = dict(
+                conn.execute(select(TaskRow.id, TaskRow.success).where(TaskRow.id.in_(by_id)))
+                .tuples()
+                .all()
+            )
+            new = [row for key, row in by_id.items() if key not in stored]
+            if new:
+                conn.execute(TaskRow.__table__.insert(), new)
+            for key, success in stored.items():
+                if success:
+                    continue
+                row = by_id[key]
+                conn.execute(
+                    update(TaskRow)
+                    .where(TaskRow.id == key, TaskRow.success.is_(False))
+                    .values({k: v for k, v in row.items() if k != "id"})
+                )
+
+    def prune(self, keep: int) -> int:
+        """Delete the oldest successes beyond the newest ``keep``; return how many went."""
+        try:
+            with self.engine.begin() as conn:
+                count = conn.scalar(select(func.count()).where(TaskRow.success.is_(True)))
+                excess = (count or 0) - keep
+                if excess <= 0:
+                    return 0
+                old = conn.scalars(
+                    select(TaskRow.id)
+                    .where(TaskRow.success.is_(True))
+                    .order_by(TaskRow.stopped, TaskRow.id)
+                    .limit(excess)
+                ).all()
+                for start in range(0, len(old), _PRUNE_CHUNK):
+                    chunk = old[start : start + _PRUNE_CHUNK]
+                    conn.execute(delete(TaskRow).where(TaskRow.id.in_(chunk)))
+                return len(old)
+        except SQLAlchemyError as exc:
+            raise self._error(exc) from exc
+
+    # -- reading -------------------------------------------------------------
+
+    def _rows(self, stmt: Any) -> list[TaskRow]:
+        try:
+            with self.engine.connect() as conn:
+                return [TaskRow(**row._mapping) for row in conn.execute(stmt)]
+        except SQLAlchemyError as exc:
+            raise self._error(exc) from exc
+
+    def get(self, task_id: str) -> Task | None:
+        """The task with this id, or else the newest with this name."""
+        rows = self._rows(select(TaskRow.__table__).where(TaskRow.id == task_id))
+        if not rows:
+            rows = self._rows(
+                select(TaskRow.__table__)
+                .where(TaskRow.name == task_id)
+                .order_by(TaskRow.stopped.desc())
+                .limit(1)
+            )
+        return _task_from_row(rows[0]) if rows else None
+
+    def _group_filter(self, group_id: str, failures: bool) -> list[Any]:
+        where = [TaskRow.group == group_id]
+        if not failures:
+            where.append(TaskRow.success.is_(True))
+        return where
+
+    def group_tasks(self, group_id: str, failures: bool = True) -> list[Task]:
+        stmt = (
+            select(TaskRow.__table__)
+            .where(*self._group_filter(group_id, failures))
+            .order_by(TaskRow.stopped, TaskRow.id)
+        )
+        return [_task_from_row(row) for row in self._rows(stmt)]
+
+    def group_results(self, group_id: str, failures: bool = False) -> list[Any]:
+        stmt = (
+            select(TaskRow.result)
+            .where(*self._group_filter(group_id, failures))
+            .order_by(TaskRow.stopped, TaskRow.id)
+        )
+        try:
+            with self.engine.connect() as conn:
+                return [loads(blob) for blob in conn.scalars(stmt)]
+        except SQLAlchemyError as exc:
+            raise self._error(exc) from exc
+
+    def group_count(self, group_id: str, failures: bool = False) -> int:
+        """Finished tasks in the group; with ``failures`` only the failed ones (the spec's rule)."""
+        where = [TaskRow.group == group_id]
+        if failures:
+            where.append(TaskRow.success.is_(False))
+        try:
+            with self.engine.connect() as conn:
+                return int(conn.scalar(select(func.count()).where(*where)) or 0)
+        except SQLAlchemyError as exc:
+            raise self._error(exc) from exc
+
+    def delete_group(self, group_id: str, tasks: bool = False) -> int:
+        """Remove the group label, or with ``tasks`` the group's tasks; return how many."""
+        stmt: Any = delete(TaskRow) if tasks else update(TaskRow).values(group=None)
+        try:
+            with self.engine.begin() as conn:
+                return int(conn.execute(stmt.where(TaskRow.group == group_id)).rowcount)
+        except SQLAlchemyError as exc:
+            raise self._error(exc) from exc
+
+    def delete_task(self, task_id: str) -> bool:
+        try:
+            with self.engine.begin() as conn:
+                return bool(conn.execute(delete(TaskRow).where(TaskRow.id == task_id)).rowcount)
+        except SQLAlchemyError as exc:
+            raise self._error(exc) from exc
+
+    def list_tasks(
+        self,
+        *,
+        success: bool | None = None,
+        group: str | None = None,
+        func: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Task]:
+        """Newest first, optionally filtered; for monitors and scripts."""
+        stmt = select(TaskRow.__table__)
+        if success is not None:
+            stmt = stmt.where(TaskRow.success.is_(success))
+        if group is not None:
+            stmt = stmt.where(TaskRow.group == group)
+        if func is not None:
+            stmt = stmt.where(TaskRow.func == func)
+        stmt = stmt.order_by(TaskRow.stopped.desc(), TaskRow.id).limit(limit).offset(offset)
+        return [_task_from_row(row) for row in self._rows(stmt)]
+
+    def count(self, *, success: bool | None = None, since: datetime | None = None) -> int:
+        stmt = select(func.count()).select_from(TaskRow)
+        if success is not None:
+            stmt = stmt.where(TaskRow.success.is_(success))
+        if since is not None:
+            stmt = stmt.where(TaskRow.stopped >= since)
+        try:
+            with self.engine.connect() as conn:
+                return int(conn.scalar(stmt) or 0)
+        except SQLAlchemyError as exc:
+            raise self._error(exc) from exc
+
+    # -- cached results --------------------------------------------------------
+
+    def cache_key(self, task_id: str) -> str:
+        return f"qengine:{self.config.name}:result:{task_id}"
+
+    def group_key(self, group_id: str) -> str:
+        return f"qengine:{self.config.name}:group:{group_id}"
+
+    def cache_task(self, task: Task, timeout: int | None, index: int | None = None) -> int:
+        """Put a task in the cache and its id in its group's set; return the group's size.
+
+        ``index`` is an iter part's position, kept beside the task for collation.
+        """
+        self.cache.set(self.cache_key(task.id), dumps((index, task)), timeout)
+        if task.group:
+            return self.cache.add_member(self.group_key(task.group), task.id, timeout)
+        return 0
+
+    def cached(self, task_id: str) -> Task | None:
+        blob = self.cache.get(self.cache_key(task_id))
+        return loads(blob)[1] if blob is not None else None
+
+    def cached_parts(self, group_id: str) -> list[tuple[int | None, Task]]:
+        """The cached tasks of a group with their iter positions, oldest first."""
+        ids = self.cache.members(self.group_key(group_id))
+        blobs = self.cache.get_many([self.cache_key(i) for i in ids])
+        parts = [loads(b) for b in blobs if b is not None]
+        parts.sort(key=lambda p: (p[1].stopped or datetime.min.replace(tzinfo=UTC), p[1].id))
+        return parts
+
+    def cached_group(self, group_id: str, failures: bool = True) -> list[Task]:
+        return [t for _, t in self.cached_parts(group_id) if failures or t.success]
+
+    def delete_cached_group(self, group_id: str, tasks: bool = False) -> int:
+        ids = self.cache.members(self.group_key(group_id))
+        keys = [self.group_key(group_id)]
+        if tasks:
+            keys += [self.cache_key(i) for i in ids]
+        self.cache.delete(*keys)
+        return len(ids)
+
+    def delete_cached(self, task_id: str) -> None:
+        self.cache.delete(self.cache_key(task_id))
+
+
+_stores: dict[int, ResultStore] = {}
+_lock = threading.Lock()
+
+
+def get_store(config: Config | None = None) -> ResultStore:
+    """The store of ``config`` (default: the current configuration), one per configuration."""
+    config = config or get_config()
+    with _lock:
+        store = _stores.get(id(config))
+        if store is None or store.config is not config:
+            store = _stores[id(config)] = ResultStore(config)
+        return store
+
+
+@on_reset
+def _drop_stores() -> None:
+    with _lock:
+        _stores.clear()
+
+
+def embedded_secret(url: str, candidate: str) -> str:
+    """The signing secret kept in the embedded SQLite file, stored there on first use.
+
+    Only for the zero-configuration default: anyone who can read the file
+    can read the key, which is acceptable for one machine and nothing else.
+    """
+    engine = get_engine(url)
+    with engine.connect() as conn:
+        kept = conn.scalar(select(MetaRow.value).where(MetaRow.key == "secret_key"))
+    if kept:
+        return str(kept)
+    try:
+        with engine.begin() as conn:
+            conn.execute(MetaRow.__table__.insert(), {"key": "secret_key", "value": candidate})
+        log.warning(
+            "no secret_key configured: generated one and kept it in %s; "
+            "set secret_key before using any broker other than this local file",
+            mask_url(url),
+        )
+        return candidate
+    except IntegrityError:  # another process stored one first: use theirs
+        with engine.connect() as conn:
+            return str(conn.scalar(select(MetaRow.value).where(MetaRow.key == "secret_key")))
+
+
+def save_outcomes(outcomes: Iterable[Outcome], config: Config | None = None) -> None:
+    get_store(config).save_outcomes(list(outcomes))

@@ -1,0 +1,196 @@
+"""The task message that travels in a package, a worker's outcome, and the stored ``Task``."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import coolname
+
+if TYPE_CHECKING:
+    from .store import ResultStore
+
+__all__ = ["Failure", "Outcome", "Success", "Task", "TaskMessage", "func_name", "new_id"]
+
+MESSAGE_VERSION = 1
+
+
+def new_id() -> tuple[str, str]:
+    """A fresh task id (uuid4 hex) and a human-readable name to go with it."""
+    return uuid.uuid4().hex, coolname.generate_slug(4)
+
+
+def func_name(func: str | Callable[..., Any] | None) -> str | None:
+    """How a function is recorded in the store: its dotted path."""
+    if func is None or isinstance(func, str):
+        return func
+    module = getattr(func, "__module__", None) or "?"
+    qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
+    return f"{module}.{qualname or repr(func)}"
+
+
+@dataclass(slots=True, kw_only=True)
+class TaskMessage:
+    """Everything a worker needs to run a task and the monitor needs to finish it.
+
+    Versioned so that later fields (ETA, priority, retry policy) can be added
+    while clusters still read packages made by older callers.
+    """
+
+    id: str
+    name: str
+    func: str | Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    hook: str | Callable[..., Any] | None = None
+    group: str | None = None
+    timeout: float | None = None
+    save: bool | None = None
+    cached: bool | int = False
+    ack_failure: bool | None = None
+    sync: bool = False
+    chain: list[tuple[Any, ...]] | None = None
+    """Links still to run after this one, each ``(func, args, kwargs)``."""
+    iter_count: int | None = None
+    """Set on the parts of an ``async_iter``: how many results to collate under ``group``."""
+    iter_cached: bool | int | None = None
+    """Where the collated iter result goes: cache (True/seconds) or store (None/False)."""
+    iter_index: int | None = None
+    """Position of this part's arguments, so collated results keep the order of the iterable."""
+    attempt_count: int = 0
+    """Deliveries so far, including the current one; filled in by the cluster."""
+    enqueued: datetime = field(default_factory=lambda: datetime.now(UTC))
+    cluster: str | None = None
+    version: int = MESSAGE_VERSION
+
+    def __getitem__(self, key: str) -> Any:
+        # django_q handed receivers a dict; let ``task["name"]`` keep working.
+        return getattr(self, key)
+
+
+@dataclass(slots=True, kw_only=True)
+class Outcome:
+    """What running a task produced, as the worker hands it to the monitor.
+
+    ``result_blob`` is the result already pickled in the worker, so the
+    parent process stores it without unpickling and pickling it again.
+    """
+
+    message: TaskMessage
+    success: bool
+    result_blob: bytes
+    started: datetime
+    stopped: datetime
+    pid: int = 0
+    rss_kb: int = 0
+    timed_out: bool = False
+
+
+@dataclass(slots=True, kw_only=True)
+class Task:
+    """A finished task as stored: the spec's ``Task`` with its group helpers.
+
+    ``started`` is when the task was enqueued and ``stopped`` when it
+    finished, so ``time_taken()`` includes time spent waiting in the queue.
+    """
+
+    id: str
+    name: str
+    func: str
+    hook: str | None = None
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    result: Any = None
+    group: str | None = None
+    started: datetime | None = None
+    stopped: datetime | None = None
+    success: bool = False
+    attempt_count: int = 0
+    cluster: str | None = None
+
+    def __str__(self) -> str:
+        return self.name or self.id
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def time_taken(self) -> float:
+        """Seconds between enqueueing and finishing."""
+        if self.started is None or self.stopped is None:
+            return 0.0
+        return (self.stopped - self.started).total_seconds()
+
+    def group_result(self, failures: bool = False) -> list[Any] | None:
+        if self.group:
+            return _store().group_results(self.group, failures=failures)
+        return None
+
+    def group_count(self, failures: bool = False) -> int | None:
+        if self.group:
+            return _store().group_count(self.group, failures=failures)
+        return None
+
+    def group_delete(self, tasks: bool = False) -> int | None:
+        if self.group:
+            return _store().delete_group(self.group, tasks=tasks)
+        return None
+
+    def save(self) -> None:
+        """Write this task to the store (e.g. to keep a result fetched from the cache)."""
+        _store().save_task(self)
+
+    # The spec's classmethods, against the current configuration's store.
+
+    @classmethod
+    def get_result(cls, task_id: str) -> Any:
+        task = _store().get(task_id)
+        return task.result if task else None
+
+    @classmethod
+    def get_result_group(cls, group_id: str, failures: bool = False) -> list[Any]:
+        return _store().group_results(group_id, failures=failures)
+
+    @classmethod
+    def get_task(cls, task_id: str) -> Task | None:
+        return _store().get(task_id)
+
+    @classmethod
+    def get_task_group(cls, group_id: str, failures: bool = True) -> list[Task]:
+        return _store().group_tasks(group_id, failures=failures)
+
+    @classmethod
+    def get_group_count(cls, group_id: str, failures: bool = False) -> int:
+        return _store().group_count(group_id, failures=failures)
+
+    @classmethod
+    def delete_group(cls, group_id: str, objects: bool = False) -> int:
+        return _store().delete_group(group_id, tasks=objects)
+
+
+class Success(Task):
+    """The stored tasks that succeeded."""
+
+    __slots__ = ()
+
+    @classmethod
+    def list(cls, limit: int = 100, **filters: Any) -> list[Task]:
+        return _store().list_tasks(success=True, limit=limit, **filters)
+
+
+class Failure(Task):
+    """The stored tasks that failed."""
+
+    __slots__ = ()
+
+    @classmethod
+    def list(cls, limit: int = 100, **filters: Any) -> list[Task]:
+        return _store().list_tasks(success=False, limit=limit, **filters)
+
+
+def _store() -> ResultStore:
+    from .store import get_store
+
+    return get_store()

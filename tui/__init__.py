@@ -1,0 +1,1 @@
+"""tui: the Textual monitor ``qmonitor``. Not built yet."""
