@@ -158,7 +158,7 @@ class StoreCache(ResultCache):
             rows = conn.execute(
                 select(CacheRow.key, CacheRow.value).where(CacheRow.key.in_(keys), self._alive())
             )
-            found = dict(rows.tuples().all())
+            found = dict(rows.all())
         return [found.get(key) for key in keys]
 
     def delete(self, *keys: str) -> None:

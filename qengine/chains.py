@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from .api import (
@@ -18,7 +19,7 @@ from .brokers import Broker
 from .cluster.monitor import iter_args_key
 from .config import get_config
 from .store import dumps, get_store
-from .task import Task, new_id
+from .task import Task, func_name, new_id
 
 __all__ = ["AsyncTask", "Chain", "Iter", "async_chain", "async_iter"]
 
@@ -43,7 +44,11 @@ def async_iter(func: str | Callable[..., Any], args_iter: Iterable[Any], **kwarg
     store = get_store()
     if not items:
         # Nothing to run: the collated result is known now.
-        empty = Task(id=iter_id, name=name, func=str(func), result=[], success=True)
+        now = datetime.now(UTC)
+        empty = Task(
+            id=iter_id, name=name, func=func_name(func) or "", result=[], success=True,
+            started=now, stopped=now,
+        )  # fmt: skip
         if cached:
             store.cache_task(empty, None if cached is True else int(cached))
         else:

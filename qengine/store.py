@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import cloudpickle
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .cache import ResultCache, get_cache
@@ -111,10 +111,11 @@ class ResultStore:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.url = config.store
-        try:
-            self.engine = get_engine(config.store)
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot open the result store {mask_url(self.url)}: {exc}") from exc
+
+    @property
+    def engine(self) -> Engine:
+        """The store's engine; opened (and its tables created) on first use, not before."""
+        return get_engine(self.url)
 
     @property
     def cache(self) -> ResultCache:
@@ -151,12 +152,10 @@ class ResultStore:
         # stay, so look first and only overwrite failures. A racing insert of the same id
         # (two clusters) shows up as IntegrityError and is retried row by row.
         try:
-            self._write(rows)
-        except IntegrityError:
-            for row in rows:
-                try:
-                    self._write([row])
-                except IntegrityError:
+            try:
+                self._write(rows)
+            except IntegrityError:
+                for row in rows:  # the second look sees the racing row and updates it
                     self._write([row])
         except SQLAlchemyError as exc:
             raise self._error(exc) from exc
@@ -166,11 +165,8 @@ class ResultStore:
     def _write(self, rows: list[dict[str, Any]]) -> None:
         by_id = {row["id"]: row for row in rows}
         with self.engine.begin() as conn:
-            stored = dict(
-                conn.execute(select(TaskRow.id, TaskRow.success).where(TaskRow.id.in_(by_id)))
-                .tuples()
-                .all()
-            )
+            found = conn.execute(select(TaskRow.id, TaskRow.success).where(TaskRow.id.in_(by_id)))
+            stored = dict(found.all())
             new = [row for key, row in by_id.items() if key not in stored]
             if new:
                 conn.execute(TaskRow.__table__.insert(), new)

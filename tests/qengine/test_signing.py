@@ -1,0 +1,129 @@
+"""Packages: signed, optionally compressed, never unpickled unless they verify."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+import qengine
+from qengine.config import Config
+from qengine.errors import ConfigError, PackageTooLarge, SignatureError
+from qengine.signing import Signer, get_signer, resolve_secret
+
+UNPICKLED: list[str] = []
+
+
+def _record(text: str) -> None:
+    UNPICKLED.append(text)
+
+
+class SideEffect:
+    """Unpickling this records itself: proof that a package was (wrongly) unpickled."""
+
+    def __reduce__(self):
+        return (_record, ("unpickled!",))
+
+
+@pytest.fixture(autouse=True)
+def _reset_side_effects():
+    UNPICKLED.clear()
+
+
+def signer(**kwargs) -> Signer:
+    return Signer("secret", "cluster", **kwargs)
+
+
+def test_round_trip_plain_and_compressed():
+    for compress in (False, True):
+        s = signer(compress=compress)
+        package = s.dumps({"x": [1, 2, 3] * 100})
+        assert isinstance(package, bytes)
+        assert s.loads(package) == {"x": [1, 2, 3] * 100}
+
+
+def test_compression_shrinks_repetitive_packages():
+    data = "abc" * 10_000
+    assert len(signer(compress=True).dumps(data)) < len(signer().dumps(data)) / 10
+
+
+def test_side_effect_payload_proves_unpickling_works_when_signed():
+    s = signer()
+    s.loads(s.dumps(SideEffect()))
+    assert UNPICKLED == ["unpickled!"]
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(lambda p: p[:-1] + bytes([p[-1] ^ 1]), id="flipped-body-bit"),
+        pytest.param(lambda p: p[:10] + bytes([p[10] ^ 1]) + p[11:], id="flipped-mac-bit"),
+        pytest.param(lambda p: p[: len(p) // 2], id="truncated"),
+        pytest.param(lambda p: p[:3], id="header-only"),
+        pytest.param(lambda p: b"", id="empty"),
+        pytest.param(lambda p: b"garbage" * 10, id="garbled"),
+        pytest.param(lambda p: pickle.dumps(SideEffect()), id="raw-pickle"),
+        pytest.param(lambda p: p[:2] + b"\x01" + p[3:], id="flag-changed"),
+    ],
+)
+def test_tampered_packages_raise_and_are_never_unpickled(tamper):
+    s = signer()
+    package = tamper(s.dumps(SideEffect()))
+    with pytest.raises(SignatureError):
+        s.loads(package)
+    assert UNPICKLED == []
+
+
+def test_package_for_another_cluster_name_or_key_is_refused():
+    package = Signer("secret", "cluster-a").dumps(SideEffect())
+    with pytest.raises(SignatureError, match="cluster-b"):
+        Signer("secret", "cluster-b").loads(package)
+    with pytest.raises(SignatureError):
+        Signer("other-secret", "cluster-a").loads(package)
+    assert UNPICKLED == []
+
+
+def test_non_bytes_package_is_refused():
+    with pytest.raises(SignatureError, match="bytes"):
+        signer().loads("not bytes")  # type: ignore[arg-type]
+
+
+def test_oversized_package_fails_with_a_clear_error():
+    with pytest.raises(PackageTooLarge, match="max_package_size"):
+        signer(max_size=2048).dumps(b"x" * 4096)
+
+
+def test_oversized_task_fails_at_enqueue_time():
+    qengine.configure(max_package_size=2048, store=qengine.get_config().store)
+    with pytest.raises(PackageTooLarge):
+        qengine.async_task("tests.tasks.echo", "x" * 10_000)
+
+
+def test_unpicklable_arguments_fail_at_async_task_time():
+    from tests.tasks import Unpicklable
+
+    with pytest.raises(TypeError, match="cannot pickle"):
+        qengine.async_task("tests.tasks.echo", Unpicklable())
+    with pytest.raises(TypeError, match="cannot pickle"):
+        qengine.async_task("tests.tasks.echo", Unpicklable(), sync=True)
+
+
+def test_networked_broker_needs_an_explicit_secret():
+    with pytest.raises(ConfigError, match="secret_key"):
+        resolve_secret(Config(broker="redis://127.0.0.1:6379/0"))
+    with pytest.raises(ConfigError, match="secret_key"):
+        resolve_secret(Config(broker="postgresql://localhost/test"))
+    assert resolve_secret(Config(broker="redis://localhost", secret_key="k")) == "k"
+
+
+def test_embedded_default_generates_one_secret_and_keeps_it(tmp_path, caplog):
+    url = f"sqlite:///{tmp_path}/embedded.sqlite3"
+    first = resolve_secret(Config(store=url))
+    assert "generated" in caplog.text
+    qengine.configure(store=f"sqlite:///{tmp_path}/other.sqlite3")  # drops engines
+    second = resolve_secret(Config(store=url))
+    assert first == second
+    assert len(first) > 40
+    # A package signed under the embedded key verifies for another process's signer.
+    package = get_signer(Config(store=url)).dumps("hello")
+    assert Signer(second, "default").loads(package) == "hello"

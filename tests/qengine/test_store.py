@@ -1,0 +1,130 @@
+"""The result store on SQLite, PostgreSQL and MariaDB: the same rules on each."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from qengine.config import Config
+from qengine.db import TaskRow, get_engine
+from qengine.errors import StoreError
+from qengine.store import ResultStore, dumps
+from qengine.task import Outcome, TaskMessage, new_id
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
+                        pytest.param("mariadb", marks=pytest.mark.mariadb)])  # fmt: skip
+def store(request, tmp_path) -> ResultStore:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/store.sqlite3"
+    else:
+        url = request.getfixturevalue(f"{request.param}_url")
+    return ResultStore(Config(store=url, save_limit=0))
+
+
+def outcome(
+    value, *, success=True, task_id=None, group=None, save=None, stopped=None, attempt=1
+) -> Outcome:
+    task_id = task_id or new_id()[0]
+    now = stopped or datetime.now(UTC)
+    message = TaskMessage(
+        id=task_id, name=f"name-{task_id[:6]}", func="tests.tasks.add", args=(1, 2),
+        kwargs={"k": "v"}, group=group, save=save, attempt_count=attempt,
+        enqueued=now - timedelta(seconds=1), cluster="default",
+    )  # fmt: skip
+    return Outcome(
+        message=message, success=success, result_blob=dumps(value), started=now, stopped=now
+    )
+
+
+def test_outcomes_round_trip_with_aware_microsecond_timestamps(store):
+    stopped = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    o = outcome({"answer": 42}, stopped=stopped, group="g")
+    store.save_outcomes([o])
+    task = store.get(o.message.id)
+    assert task.result == {"answer": 42}
+    assert task.args == (1, 2)
+    assert task.kwargs == {"k": "v"}
+    assert task.stopped == stopped
+    assert task.started == stopped - timedelta(seconds=1)
+    assert task.time_taken() == 1.0
+    assert task.attempt_count == 1
+    assert task.cluster == "default"
+    assert store.get(o.message.name).id == o.message.id
+
+
+def test_large_results_fit(store):
+    o = outcome(b"x" * 3_000_000)
+    store.save_outcomes([o])
+    assert len(store.get(o.message.id).result) == 3_000_000
+
+
+def test_a_stored_success_is_never_overwritten(store):
+    first = outcome("first")
+    store.save_outcomes([first])
+    again = outcome("second", task_id=first.message.id, attempt=2)
+    store.save_outcomes([again])
+    failed = outcome("error", success=False, task_id=first.message.id, attempt=3)
+    store.save_outcomes([failed])
+    task = store.get(first.message.id)
+    assert (task.result, task.success, task.attempt_count) == ("first", True, 1)
+    with store.engine.connect() as conn:
+        count = conn.scalar(sa.select(sa.func.count()).where(TaskRow.id == first.message.id))
+    assert count == 1
+
+
+def test_a_stored_failure_is_updated_by_a_later_attempt(store):
+    failed = outcome("error", success=False)
+    store.save_outcomes([failed])
+    store.save_outcomes([outcome("fixed", task_id=failed.message.id, attempt=2)])
+    task = store.get(failed.message.id)
+    assert (task.result, task.success, task.attempt_count) == ("fixed", True, 2)
+
+
+def test_one_batch_with_new_and_known_ids(store):
+    known = outcome("old", success=False)
+    store.save_outcomes([known])
+    batch = [outcome(i, group="batch") for i in range(50)]
+    batch.append(outcome("new", task_id=known.message.id))
+    store.save_outcomes(batch)
+    assert store.group_count("batch") == 50
+    assert store.get(known.message.id).result == "new"
+
+
+def test_save_limit_prunes_the_oldest_successes(store):
+    limited = ResultStore(store.config.replace(save_limit=5))
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    limited.save_outcomes([outcome(i, stopped=base + timedelta(seconds=i)) for i in range(8)])
+    limited.save_outcomes([outcome("f", success=False) for _ in range(3)])
+    kept = sorted(t.result for t in limited.list_tasks(success=True))
+    assert kept == [3, 4, 5, 6, 7]
+    assert len(limited.list_tasks(success=False)) == 3
+
+
+def test_group_queries(store):
+    store.save_outcomes([outcome(i, group="grp") for i in range(3)])
+    store.save_outcomes([outcome("bad", success=False, group="grp")])
+    assert store.group_results("grp") == [0, 1, 2]
+    assert len(store.group_results("grp", failures=True)) == 4
+    assert store.group_count("grp") == 4
+    assert store.group_count("grp", failures=True) == 1
+    assert [t.result for t in store.group_tasks("grp", failures=False)] == [0, 1, 2]
+    assert store.delete_group("grp") == 4
+    assert store.group_count("grp") == 0
+    assert store.count() == 4
+
+
+def test_unreachable_store_raises_a_store_error_without_the_password():
+    store = ResultStore(Config(store="postgresql://u:s3cret@127.0.0.1:1/x"))
+    with pytest.raises(StoreError) as info:
+        store.get("abc")
+    assert "s3cret" not in str(info.value)
+    assert "127.0.0.1:1" in str(info.value)
+
+
+def test_tables_are_created_on_first_use(tmp_path):
+    url = f"sqlite:///{tmp_path}/fresh.sqlite3"
+    tables = set(sa.inspect(get_engine(url)).get_table_names())
+    assert {"q_task", "q_schedule", "q_queue", "q_cache", "q_stat", "q_meta"} <= tables
