@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, insert, or_, select
 
 from .config import Config, on_reset
 from .db import CacheRow, get_engine
@@ -140,7 +140,7 @@ class StoreCache(ResultCache):
         with self.engine.begin() as conn:
             conn.execute(delete(CacheRow).where(CacheRow.key.in_(list(rows))))
             conn.execute(
-                CacheRow.__table__.insert(),
+                insert(CacheRow),
                 [{"key": k, "value": v, "expires": e} for k, (v, e) in rows.items()],
             )
 

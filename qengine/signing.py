@@ -62,7 +62,7 @@ class Signer:
             PackageTooLarge: the package is over ``max_size`` bytes.
         """
         try:
-            body = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+            body: bytes = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # pickling raises many kinds; the caller needs one
             raise TypeError(f"cannot pickle the task: {exc}") from exc
         flags = 0

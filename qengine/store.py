@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import cloudpickle
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .cache import ResultCache, get_cache
@@ -28,7 +28,8 @@ _PRUNE_CHUNK = 500
 
 def dumps(value: Any) -> bytes:
     """Pickle a value for a binary column or the cache (lambdas and closures included)."""
-    return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    blob: bytes = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    return blob
 
 
 def loads(blob: bytes | None) -> Any:
@@ -169,7 +170,7 @@ class ResultStore:
             stored = dict(found.all())
             new = [row for key, row in by_id.items() if key not in stored]
             if new:
-                conn.execute(TaskRow.__table__.insert(), new)
+                conn.execute(insert(TaskRow), new)
             for key, success in stored.items():
                 if success:
                     continue
@@ -385,7 +386,7 @@ def embedded_secret(url: str, candidate: str) -> str:
         return str(kept)
     try:
         with engine.begin() as conn:
-            conn.execute(MetaRow.__table__.insert(), {"key": "secret_key", "value": candidate})
+            conn.execute(insert(MetaRow), {"key": "secret_key", "value": candidate})
         log.warning(
             "no secret_key configured: generated one and kept it in %s; "
             "set secret_key before using any broker other than this local file",

@@ -82,3 +82,14 @@ def kill_self() -> None:
 class Unpicklable:
     def __reduce__(self) -> Any:
         raise TypeError("Unpicklable refuses to be pickled")
+
+
+def affinity() -> tuple[int, list[int]]:
+    return os.getpid(), sorted(os.sched_getaffinity(0))
+
+
+def pid_file_then_sleep(path: str, seconds: float) -> int:
+    """Writes this worker's pid, then sleeps: the test kills the worker meanwhile."""
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(seconds)
+    return os.getpid()

@@ -36,7 +36,8 @@ def make_broker(config: Config, list_key: str | None = None) -> Broker:
     kind = config.broker_kind
     if kind == "custom":
         assert config.broker_class is not None
-        return _load_class(config.broker_class)(config, list_key)
+        broker: Broker = _load_class(config.broker_class)(config, list_key)
+        return broker
     if kind == "redis":
         from .redis import RedisBroker
 

@@ -16,7 +16,7 @@ class Delivery(NamedTuple):
 
     ack_id: str
     package: bytes
-    count: int = 1
+    count: int = 1  # type: ignore[assignment]  # shadows tuple.count on purpose: reads well
 
 
 class Broker(ABC):

@@ -8,19 +8,28 @@ is stored exactly as a worker's would be.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
+import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from concurrent.futures import CancelledError, Future
+from concurrent.futures.process import BrokenProcessPool
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from ..config import Config
+from ..errors import BrokerError, StoreError
 from ..signals import SENDER, post_execute
-from ..store import ResultStore, get_store, loads, outcome_task
-from ..task import Outcome, Task
+from ..store import ResultStore, dumps, get_store, loads, outcome_task
+from ..task import Outcome, Task, TaskMessage
 from .worker import resolve
 
 if TYPE_CHECKING:
     from ..brokers.base import Broker
+    from .cluster import Cluster
+    from .state import Held
 
-__all__ = ["finish", "iter_args_key"]
+__all__ = ["Monitor", "failed_outcome", "finish", "iter_args_key"]
 
 log = logging.getLogger(__name__)
 
@@ -116,3 +125,159 @@ def finish(
 def _first_line(value: object) -> str:
     text = str(value)
     return text.split("\n", 1)[0][:200]
+
+
+# -- the monitor thread ---------------------------------------------------------------
+
+RESULT_BATCH = 256
+"""Most finished hand-offs saved in one transaction."""
+
+
+class Monitor:
+    """The monitor thread: finished hand-offs → ``finish`` → acknowledgements and counters.
+
+    It receives two kinds of items on ``cluster.results``: ``(seqs, future)``
+    from the pool, and ``(None, [(held, outcome), ...])`` made by the cluster
+    itself (tasks given up, timed out or whose worker died).
+    """
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.thread = threading.Thread(target=self.run, name="qengine-monitor", daemon=True)
+        self.done = threading.Event()
+        self.unacked: list[tuple[list[str], list[int]]] = []
+
+    def run(self) -> None:
+        cluster = self.cluster
+        log.info("%s monitoring at %s", cluster.label, threading.get_native_id())
+        while not self.done.is_set():
+            try:
+                self.tick()
+            except Exception:
+                # The monitor must outlive any one bad batch: log it and keep going.
+                log.exception("%s monitor error; continuing", cluster.label)
+        log.info("%s stopped monitoring results", cluster.label)
+
+    def tick(self, wait_s: float = 0.2) -> int:
+        """Process everything finished so far (waiting up to ``wait_s`` for the first)."""
+        self._retry_acks()
+        try:
+            first = self.cluster.results.get(timeout=wait_s)
+        except queue.Empty:
+            return 0
+        items = [first]
+        while len(items) < RESULT_BATCH:
+            try:
+                items.append(self.cluster.results.get_nowait())
+            except queue.Empty:
+                break
+        outcomes: list[tuple[Held, Outcome]] = []
+        broken: list[int] = []
+        for seqs, payload in items:
+            if seqs is None:
+                outcomes.extend(payload)
+            else:
+                self._collect(seqs, payload, outcomes, broken)
+        if broken:
+            self.cluster.report_broken(broken)
+        if outcomes:
+            self.settle(outcomes)
+        return len(outcomes)
+
+    def _collect(
+        self,
+        seqs: list[int],
+        future: Future[Any],
+        outcomes: list[tuple[Held, Outcome]],
+        broken: list[int],
+    ) -> None:
+        cluster = self.cluster
+        error = future.exception()
+        if isinstance(error, BrokenProcessPool | CancelledError):
+            broken.extend(seqs)
+            return
+        if error is not None:
+            # The hand-off itself failed (not the task): fail its tasks with the reason.
+            for seq in seqs:
+                held = cluster.holdings.get(seq)
+                if held is not None:
+                    reason = f"the worker failed: {error!r}"
+                    outcomes.append((held, failed_outcome(held.message, reason)))
+            return
+        for seq, success, blob, started, stopped, pid, rss, timed_out in future.result():
+            held = cluster.holdings.get(seq)
+            if held is None:
+                continue
+            cluster.note_worker(pid, rss)
+            outcome = Outcome(
+                message=held.message, success=success, result_blob=blob, started=started,
+                stopped=stopped, pid=pid, rss_kb=rss, timed_out=timed_out,
+            )  # fmt: skip
+            outcomes.append((held, outcome))
+
+    def settle(self, pairs: list[tuple[Held, Outcome]]) -> None:
+        """Save, then acknowledge what is done; failed tasks are left for redelivery."""
+        cluster = self.cluster
+        config = cluster.config
+        self._save([outcome for _, outcome in pairs])
+        acks: list[str] = []
+        seqs: list[int] = []
+        for held, outcome in pairs:
+            message = outcome.message
+            seqs.append(held.seq)
+            ack_failure = (
+                config.ack_failures if message.ack_failure is None else message.ack_failure
+            )
+            out_of_attempts = bool(config.max_attempts) and (
+                message.attempt_count >= config.max_attempts
+            )
+            if outcome.success or ack_failure or out_of_attempts or held.given_up:
+                acks.append(held.delivery.ack_id)
+            cluster.count(outcome.success)
+        self._acknowledge(acks, seqs)
+
+    def _save(self, outcomes: list[Outcome]) -> None:
+        cluster = self.cluster
+        delay = 0.2
+        while True:
+            try:
+                finish(outcomes, cluster.config, broker=cluster.broker, store=cluster.store)
+                cluster.notify_done([o.message.id for o in outcomes])
+                return
+            except StoreError as exc:
+                # Keep the results (and the leases) until the store is back; if the cluster
+                # must stop first, the unacknowledged packages are delivered again later.
+                if self.done.is_set():
+                    log.error("%s: result store down while stopping: %s", cluster.label, exc)
+                    raise
+                log.warning("%s: cannot save results (%s); retrying", cluster.label, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _acknowledge(self, acks: list[str], seqs: list[int]) -> None:
+        try:
+            if acks:
+                self.cluster.broker.acknowledge_many(acks)
+        except BrokerError as exc:
+            log.warning("%s: cannot acknowledge (%s); will retry", self.cluster.label, exc)
+            self.unacked.append((acks, seqs))
+            return
+        self.cluster.holdings.release(seqs)
+
+    def _retry_acks(self) -> None:
+        pending, self.unacked = self.unacked, []
+        for acks, seqs in pending:
+            self._acknowledge(acks, seqs)
+
+
+def failed_outcome(message: TaskMessage, reason: str, *, timed_out: bool = False) -> Outcome:
+    """An outcome the cluster writes for a task that produced none of its own."""
+    now = datetime.now(UTC)
+    return Outcome(
+        message=message,
+        success=False,
+        result_blob=dumps(reason),
+        started=now,
+        stopped=now,
+        timed_out=timed_out,
+    )

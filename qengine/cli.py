@@ -1,0 +1,76 @@
+"""The ``qcluster`` and ``qinfo`` commands; the only place that sets up logging."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from .config import get_config, set_config_file
+from .errors import QEngineError
+
+__all__ = ["qcluster_main", "qinfo_main"]
+
+LOG_FORMAT = "%(asctime)s [Q] %(levelname)s %(message)s"
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument(
+        "--config-file",
+        metavar="FILE",
+        help="TOML file with configuration keys (default: $QENGINE_CONFIG)",
+    )
+    return parser
+
+
+def qcluster_main(argv: list[str] | None = None) -> int:
+    """Run a cluster in the foreground until SIGTERM or Ctrl+C."""
+    parser = _parser("qcluster", "Run a qengine cluster: take tasks from the broker and run them.")
+    parser.add_argument(
+        "--run-once", action="store_true", help="process what is queued now, then stop"
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, datefmt="%H:%M:%S")
+    try:
+        if args.config_file:
+            set_config_file(args.config_file)
+        from .cluster.cluster import Cluster
+
+        return Cluster(get_config(), run_once=args.run_once).run()
+    except QEngineError as exc:
+        logging.getLogger("qengine").critical("cluster cannot start: %s", exc)
+        return 2
+
+
+def qinfo_main(argv: list[str] | None = None) -> int:
+    """Print the clusters' summary, the configuration or the ids of running clusters."""
+    parser = _parser("qinfo", "Show what qengine clusters are doing.")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--config", action="store_true", help="print the effective configuration")
+    group.add_argument("--ids", action="store_true", help="print the ids of running clusters")
+    args = parser.parse_args(argv)
+    try:
+        if args.config_file:
+            set_config_file(args.config_file)
+        config = get_config()
+        if args.config:
+            print(json.dumps(config.as_dict(masked=True), indent=2, default=str))
+            return 0
+        from .status import Stat, summary
+
+        if args.ids:
+            for stat in Stat.get_all(config):
+                print(stat.cluster_id)
+            return 0
+        print("\n".join(summary(config).lines()))
+        return 0
+    except QEngineError as exc:
+        print(f"qinfo: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # ``python -m qengine.cli`` runs a cluster, as tests do
+    raise SystemExit(qcluster_main())

@@ -1,0 +1,195 @@
+"""The guard (the spec's sentinel): pool health, timeouts, memory, leases, and the heartbeat."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from ..errors import BrokerError
+from .state import Held
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
+    from .pool import WorkerPool
+
+__all__ = ["DEATH_LIMIT", "Guard", "hard_grace_s"]
+
+log = logging.getLogger(__name__)
+
+DEATH_LIMIT = 3
+"""Worker deaths one task may cause before it is failed for good when max_attempts is 0."""
+
+PUBLISH_EVERY_S = 1.0
+
+
+def hard_grace_s(timeout: float) -> float:
+    """Extra time a task gets after its soft timeout before its worker is killed."""
+    return min(5.0, max(1.0, timeout / 2))
+
+
+class Guard:
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.last_extend = time.monotonic()
+        self.last_publish = 0.0
+        self.pending_broken: set[int] = set()
+        self.lock = threading.Lock()
+
+    @property
+    def extend_every_s(self) -> float:
+        """Leases are renewed four times per ``retry``, so one missed renewal costs nothing."""
+        return max(self.cluster.config.guard_cycle, min(self.cluster.config.retry / 4, 15.0))
+
+    def tick(self, now: float) -> None:
+        """One round: every check once. Each check logs its own failures."""
+        self.replace_broken_pool()
+        self.enforce_timeouts()
+        self.enforce_max_rss()
+        self.note_workers()
+        if now - self.last_extend >= self.extend_every_s:
+            self.extend_leases()
+            self.last_extend = now
+        self.check_threads()
+        if now - self.last_publish >= PUBLISH_EVERY_S:
+            self.cluster.publish()
+            self.last_publish = now
+
+    # -- the pool ---------------------------------------------------------------------
+
+    def report_broken(self, seqs: list[int]) -> None:
+        with self.lock:
+            self.pending_broken.update(seqs)
+
+    def replace_broken_pool(self) -> None:
+        cluster = self.cluster
+        pool = cluster.pool
+        broken = bool(getattr(pool.executor, "_broken", False))
+        with self.lock:
+            reported = bool(self.pending_broken)
+            self.pending_broken.clear()
+        if not (broken or reported):
+            return
+        pool.broken = True
+        # The executor's own thread terminates the other workers; wait for that so the
+        # exit codes tell a crash (SIGKILL, segfault) from the executor's SIGTERM.
+        for process in list(pool.processes.values()):
+            process.join(timeout=2)
+        crashed = pool.crashed_pids()
+        running = {view.seq: view.pid for view in pool.running()}
+        cluster.reincarnations += 1
+        log.warning(
+            "%s: worker pool broke (crashed pids %s); starting a new one",
+            cluster.label, sorted(crashed) or "unknown",
+        )  # fmt: skip
+        cluster.new_pool()
+        pool.shutdown(wait=False)
+        again: list[Held] = []
+        for held in cluster.holdings.items():
+            if held.pool is not pool:
+                continue
+            if held.timed_out:
+                timeout = held.message.timeout or cluster.config.timeout
+                reason = (
+                    f"TaskTimeout: the task timed out after {timeout} seconds "
+                    "and its worker was killed"
+                )
+                cluster.give_up(held, reason, timed_out=True, acknowledge=False)
+                continue
+            pid = running.get(held.seq)
+            if pid is not None and (pid in crashed or not crashed):
+                held.deaths += 1
+                held.message.attempt_count += 1
+                if self._out_of_lives(held):
+                    cluster.give_up(
+                        held,
+                        f"the worker process (pid {pid}) died while running this task, "
+                        f"{held.deaths} time(s); giving up",
+                    )
+                    continue
+            again.append(held)
+        if again:
+            log.info("%s: running %d interrupted task(s) again", cluster.label, len(again))
+            cluster.dispatch(again)
+
+    def _out_of_lives(self, held: Held) -> bool:
+        limit = self.cluster.config.max_attempts
+        if limit:
+            return held.message.attempt_count > limit or held.deaths >= limit
+        return held.deaths >= DEATH_LIMIT
+
+    def enforce_timeouts(self) -> None:
+        cluster = self.cluster
+        pool = cluster.pool
+        now = time.time()
+        for view in pool.running():
+            held = cluster.holdings.get(view.seq)
+            if held is None or held.timed_out:
+                continue
+            timeout = held.message.timeout or cluster.config.timeout
+            if timeout is None:
+                continue
+            if now - view.started > timeout + hard_grace_s(timeout):
+                held.timed_out = True
+                log.warning(
+                    "%s: task %s [%s] ignored its %ss timeout; killing worker %d",
+                    cluster.label, held.message.name, held.message.id, timeout, view.pid,
+                )  # fmt: skip
+                pool.kill(view.pid)
+
+    def enforce_max_rss(self) -> None:
+        cluster = self.cluster
+        limit = cluster.config.max_rss
+        if not limit:
+            return
+        pool = cluster.pool
+        over = [pid for pid in pool.pids if cluster.worker_rss.get(pid, 0) > limit]
+        if not over:
+            return
+        log.info(
+            "%s: worker(s) %s passed max_rss (%d KB); retiring the pool",
+            cluster.label, over, limit,
+        )  # fmt: skip
+        for pid in over:
+            cluster.worker_rss.pop(pid, None)
+        cluster.reincarnations += 1
+        retired: WorkerPool = pool
+        cluster.new_pool()
+        retired.retired = True
+        # The old pool finishes what it was handed, then its workers exit.
+        threading.Thread(target=retired.shutdown, kwargs={"wait": True}, daemon=True).start()
+
+    def note_workers(self) -> None:
+        cluster = self.cluster
+        new = cluster.pool.refresh()
+        for pid in new:
+            if pid in cluster.expected_pids:
+                continue  # started with its pool and already announced
+            cluster.expected_pids.add(pid)
+            cluster.reincarnations += 1  # a worker recycled after `recycle` hand-offs
+            log.info("%s: worker ready for work at %d", cluster.label, pid)
+
+    # -- leases and threads ---------------------------------------------------------
+
+    def extend_leases(self) -> None:
+        cluster = self.cluster
+        ack_ids = [held.delivery.ack_id for held in cluster.holdings.items()]
+        if not ack_ids:
+            return
+        try:
+            cluster.broker.extend(ack_ids)
+        except BrokerError as exc:
+            log.warning("%s: cannot renew leases (%s)", cluster.label, exc)
+
+    def check_threads(self) -> None:
+        cluster = self.cluster
+        for name, component in (("pusher", cluster.pusher), ("monitor", cluster.monitor)):
+            if component is None or component.thread.is_alive():
+                continue
+            if cluster.stop_event.is_set() and name == "pusher":
+                continue
+            if name == "monitor" and component.done.is_set():  # type: ignore[union-attr]
+                continue
+            log.critical("%s: the %s thread died; restarting it", cluster.label, name)
+            cluster.restart_thread(name)

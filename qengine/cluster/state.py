@@ -1,0 +1,82 @@
+"""What a cluster holds: every leased task from delivery until it is acknowledged or let go."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..brokers.base import Delivery
+from ..task import TaskMessage
+
+if TYPE_CHECKING:
+    from .pool import WorkerPool
+
+__all__ = ["Held", "Holdings"]
+
+
+@dataclass(slots=True, kw_only=True)
+class Held:
+    """One task between delivery and acknowledgement."""
+
+    seq: int
+    delivery: Delivery
+    message: TaskMessage
+    deaths: int = 0
+    """Times a worker died while running this task (kill -9, crash, hard timeout)."""
+    timed_out: bool = False
+    given_up: bool = False
+    """The cluster failed it for good (worker deaths, attempts): acknowledge whatever happens."""
+    pool: WorkerPool | None = None
+    future: Future[Any] | None = None
+    since: float = field(default_factory=time.monotonic)
+
+
+class Holdings:
+    """The cluster's held tasks by sequence number, with room accounting for the pusher."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: dict[int, Held] = {}
+        self._seq = itertools.count(1)
+        self._changed = threading.Condition()
+
+    def next_seq(self) -> int:
+        return next(self._seq)
+
+    def add(self, items: Iterable[Held]) -> None:
+        with self._changed:
+            for item in items:
+                self._items[item.seq] = item
+
+    def get(self, seq: int) -> Held | None:
+        return self._items.get(seq)
+
+    def release(self, seqs: Iterable[int]) -> None:
+        """Forget tasks that are finished (acknowledged, or left to the broker to redeliver)."""
+        with self._changed:
+            for seq in seqs:
+                self._items.pop(seq, None)
+            self._changed.notify_all()
+
+    def room(self) -> int:
+        return self.limit - len(self._items)
+
+    def wait_for_room(self, timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self.room() > 0, timeout)
+
+    def wait_empty(self, timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._items, timeout)
+
+    def items(self) -> list[Held]:
+        with self._changed:
+            return list(self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
