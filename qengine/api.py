@@ -10,6 +10,7 @@ from .brokers import Broker, get_broker
 from .cluster.monitor import finish
 from .cluster.worker import execute
 from .config import Config, get_config
+from .notify import get_notifier
 from .signals import SENDER, pre_enqueue
 from .signing import Signer, get_signer
 from .store import get_store
@@ -197,11 +198,21 @@ def _cached_default(cached: bool | None) -> bool:
 
 
 def fetch(task_id: str, wait: int = 0, cached: bool | None = None) -> Task | None:
-    """The finished task by id or name, waiting up to ``wait`` ms (-1: indefinitely)."""
+    """The finished task by id or name, waiting up to ``wait`` ms (-1: indefinitely).
+
+    With a Redis broker the wait wakes on the cluster's notification; with
+    SQL only, it polls the store with a short, growing interval.
+    """
     store = get_store()
     if _cached_default(cached):
-        return wait_for(lambda: store.cached(task_id), wait)  # type: ignore[no-any-return]
-    return wait_for(lambda: store.get(task_id), wait)  # type: ignore[no-any-return]
+        probe = lambda: store.cached(task_id)  # noqa: E731
+    else:
+        probe = lambda: store.get(task_id)  # noqa: E731
+    if wait != 0:
+        notifier = get_notifier(get_config())
+        if notifier is not None:
+            return notifier.wait(task_id, probe, wait)  # type: ignore[no-any-return]
+    return wait_for(probe, wait)  # type: ignore[no-any-return]
 
 
 def result(task_id: str, wait: int = 0, cached: bool | None = None) -> Any:

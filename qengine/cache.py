@@ -12,7 +12,7 @@ import redis
 from sqlalchemy import delete, insert, or_, select
 
 from .config import Config, on_reset
-from .db import CacheRow, get_engine
+from .db import CacheRow, get_engine, writing
 from .errors import ConfigError
 
 __all__ = ["MemoryCache", "RedisCache", "ResultCache", "StoreCache", "get_cache"]
@@ -137,7 +137,7 @@ class StoreCache(ResultCache):
         return or_(CacheRow.expires.is_(None), CacheRow.expires > datetime.now(UTC))
 
     def _put(self, rows: dict[str, tuple[bytes, datetime | None]]) -> None:
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             conn.execute(delete(CacheRow).where(CacheRow.key.in_(list(rows))))
             conn.execute(
                 insert(CacheRow),
@@ -164,7 +164,7 @@ class StoreCache(ResultCache):
     def delete(self, *keys: str) -> None:
         if not keys:
             return
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             conn.execute(delete(CacheRow).where(CacheRow.key.in_(keys)))
             for key in keys:
                 conn.execute(delete(CacheRow).where(CacheRow.key.startswith(key + "\x1f")))

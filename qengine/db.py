@@ -47,6 +47,7 @@ __all__ = [
     "TaskRow",
     "get_engine",
     "normalize_url",
+    "writing",
 ]
 
 
@@ -241,6 +242,16 @@ def get_engine(url: str) -> Engine:
         Base.metadata.create_all(engine, checkfirst=True)
         _created.add(url)
     return engine
+
+
+def writing(engine: Engine) -> Any:
+    """``engine.begin()`` for a transaction that will write.
+
+    On SQLite it takes the write lock up front (BEGIN IMMEDIATE): a deferred
+    transaction that reads first cannot upgrade once another connection has
+    written, and fails at once instead of waiting for the lock.
+    """
+    return engine.execution_options(sqlite_begin="IMMEDIATE").begin()
 
 
 @on_reset

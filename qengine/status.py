@@ -19,7 +19,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from .config import Config, get_config
-from .db import StatRow, get_engine
+from .db import StatRow, get_engine, writing
 from .errors import StoreError
 
 __all__ = ["STATES", "Stat", "Summary", "summary", "task_rate"]
@@ -132,7 +132,7 @@ class _StoreStats:
         key = self.key(stat.name, stat.cluster_id)
         expires = datetime.now(UTC) + timedelta(seconds=TTL_S)
         try:
-            with get_engine(self.url).begin() as conn:
+            with writing(get_engine(self.url)) as conn:
                 conn.execute(delete(StatRow).where(StatRow.cluster_id == key))
                 conn.execute(
                     insert(StatRow),
@@ -142,13 +142,13 @@ class _StoreStats:
             raise StoreError(f"cannot publish cluster status: {exc}") from exc
 
     def remove(self, name: str, cluster_id: str) -> None:
-        with get_engine(self.url).begin() as conn:
+        with writing(get_engine(self.url)) as conn:
             conn.execute(delete(StatRow).where(StatRow.cluster_id == self.key(name, cluster_id)))
 
     def all(self, name: str) -> list[Stat]:
         now = datetime.now(UTC)
         try:
-            with get_engine(self.url).begin() as conn:
+            with writing(get_engine(self.url)) as conn:
                 conn.execute(delete(StatRow).where(StatRow.expires < now))
                 rows = conn.scalars(
                     select(StatRow.data).where(StatRow.cluster_id.startswith(f"{name}:"))

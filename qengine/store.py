@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .cache import ResultCache, get_cache
 from .config import Config, get_config, mask_url, on_reset
-from .db import MetaRow, TaskRow, get_engine
+from .db import MetaRow, TaskRow, get_engine, writing
 from .errors import StoreError
 from .task import Outcome, Task, func_name
 
@@ -165,7 +165,7 @@ class ResultStore:
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         by_id = {row["id"]: row for row in rows}
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             found = conn.execute(select(TaskRow.id, TaskRow.success).where(TaskRow.id.in_(by_id)))
             stored = dict(found.all())
             new = [row for key, row in by_id.items() if key not in stored]
@@ -184,7 +184,7 @@ class ResultStore:
     def prune(self, keep: int) -> int:
         """Delete the oldest successes beyond the newest ``keep``; return how many went."""
         try:
-            with self.engine.begin() as conn:
+            with writing(self.engine) as conn:
                 count = conn.scalar(select(func.count()).where(TaskRow.success.is_(True)))
                 excess = (count or 0) - keep
                 if excess <= 0:
@@ -264,14 +264,14 @@ class ResultStore:
         """Remove the group label, or with ``tasks`` the group's tasks; return how many."""
         stmt: Any = delete(TaskRow) if tasks else update(TaskRow).values(group=None)
         try:
-            with self.engine.begin() as conn:
+            with writing(self.engine) as conn:
                 return int(conn.execute(stmt.where(TaskRow.group == group_id)).rowcount)
         except SQLAlchemyError as exc:
             raise self._error(exc) from exc
 
     def delete_task(self, task_id: str) -> bool:
         try:
-            with self.engine.begin() as conn:
+            with writing(self.engine) as conn:
                 return bool(conn.execute(delete(TaskRow).where(TaskRow.id == task_id)).rowcount)
         except SQLAlchemyError as exc:
             raise self._error(exc) from exc
@@ -385,7 +385,7 @@ def embedded_secret(url: str, candidate: str) -> str:
     if kept:
         return str(kept)
     try:
-        with engine.begin() as conn:
+        with writing(engine) as conn:
             conn.execute(insert(MetaRow), {"key": "secret_key", "value": candidate})
         log.warning(
             "no secret_key configured: generated one and kept it in %s; "

@@ -76,6 +76,15 @@ def cluster_name() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
 
 
+def _ping_database(url: str) -> None:
+    engine = sa.create_engine(normalize_url(url), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("select 1"))
+    finally:
+        engine.dispose()
+
+
 def _truncate(url: str) -> None:
     engine = get_engine(url)
     with engine.begin() as conn:
@@ -87,11 +96,7 @@ def _truncate(url: str) -> None:
 def postgres_url() -> Iterator[str]:
     """The test PostgreSQL database; the engine's tables are emptied after the test."""
 
-    def check() -> None:
-        with sa.create_engine(normalize_url(POSTGRES_URL)).connect() as conn:
-            conn.execute(sa.text("select 1"))
-
-    _require("PostgreSQL", check)
+    _require("PostgreSQL", lambda: _ping_database(POSTGRES_URL))
     yield POSTGRES_URL
     _truncate(POSTGRES_URL)
 
@@ -100,10 +105,6 @@ def postgres_url() -> Iterator[str]:
 def mariadb_url() -> Iterator[str]:
     """The test MariaDB database; the engine's tables are emptied after the test."""
 
-    def check() -> None:
-        with sa.create_engine(normalize_url(MARIADB_URL)).connect() as conn:
-            conn.execute(sa.text("select 1"))
-
-    _require("MariaDB", check)
+    _require("MariaDB", lambda: _ping_database(MARIADB_URL))
     yield MARIADB_URL
     _truncate(MARIADB_URL)

@@ -25,6 +25,7 @@ import psutil
 from ..brokers import make_broker
 from ..config import Config, get_config
 from ..errors import BrokerError
+from ..notify import notify_safely
 from ..signing import get_signer, resolve_secret
 from ..status import Stat
 from ..store import get_store
@@ -244,6 +245,7 @@ class Cluster:
             name=config.name,
             affinity=config.cpu_affinity,
             worker_init=self.worker_init,
+            timeout=config.timeout,
         )
         pool.start()
         self.expected_pids.update(pool.pids)
@@ -304,7 +306,8 @@ class Cluster:
             self.status = "Idle"
 
     def notify_done(self, task_ids: list[str]) -> None:
-        """Wake callers waiting for these results (see ``qengine.api.wait_for``)."""
+        """Wake callers waiting for these results (Redis brokers; see ``qengine.notify``)."""
+        notify_safely(self.config, task_ids)
 
     def restart_thread(self, name: str) -> None:
         self.reincarnations += 1

@@ -100,7 +100,6 @@ class Guard:
             pid = running.get(held.seq)
             if pid is not None and (pid in crashed or not crashed):
                 held.deaths += 1
-                held.message.attempt_count += 1
                 if self._out_of_lives(held):
                     cluster.give_up(
                         held,
@@ -108,6 +107,7 @@ class Guard:
                         f"{held.deaths} time(s); giving up",
                     )
                     continue
+                held.message.attempt_count += 1  # the run that follows is another attempt
             again.append(held)
         if again:
             log.info("%s: running %d interrupted task(s) again", cluster.label, len(again))
@@ -116,7 +116,7 @@ class Guard:
     def _out_of_lives(self, held: Held) -> bool:
         limit = self.cluster.config.max_attempts
         if limit:
-            return held.message.attempt_count > limit or held.deaths >= limit
+            return held.message.attempt_count >= limit
         return held.deaths >= DEATH_LIMIT
 
     def enforce_timeouts(self) -> None:

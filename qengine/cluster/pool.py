@@ -34,6 +34,7 @@ _FIELDS = 3  # pid, seq, started (epoch seconds)
 _slots: Any = None
 _slot = -1
 _signer: Signer | None = None
+_timeout: float | None = None
 
 
 def _cpus_for(index: int, affinity: int) -> list[int] | None:
@@ -74,15 +75,17 @@ def _init_worker(
     name: str,
     affinity: int,
     worker_init: Callable[[], None] | None,
+    timeout: float | None = None,
 ) -> None:
     """Runs once in each new worker process."""
-    global _slots, _slot, _signer
+    global _slots, _slot, _signer, _timeout
     # Ctrl+C reaches the whole process group; the cluster, not its workers, decides
     # how to stop, and workers finish the task they are on.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _slots = slots
     _slot = _claim_slot(slots, lock)
     _signer = Signer(secret, name)
+    _timeout = timeout
     cpus = _cpus_for(max(_slot, 0), affinity)
     if cpus is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cpus)
@@ -105,6 +108,8 @@ def run_batch(batch: Sequence[tuple[int, bytes]]) -> list[tuple[Any, ...]]:
             _slots[base + 1] = seq
         try:
             message = _signer.loads(package)
+            if message.timeout is None:
+                message.timeout = _timeout  # the cluster's default applies
             outcome = execute(message)
             results.append(
                 (seq, outcome.success, outcome.result_blob, outcome.started, outcome.stopped,
@@ -143,6 +148,7 @@ class WorkerPool:
         name: str,
         affinity: int = 0,
         worker_init: Callable[[], None] | None = None,
+        timeout: float | None = None,
     ) -> None:
         WorkerPool.generation += 1
         self.generation = WorkerPool.generation
@@ -158,7 +164,7 @@ class WorkerPool:
             max_workers=workers,
             mp_context=context,
             initializer=_init_worker,
-            initargs=(self.slots, self.lock, secret, name, affinity, worker_init),
+            initargs=(self.slots, self.lock, secret, name, affinity, worker_init, timeout),
             max_tasks_per_child=recycle or None,
         )
         self.processes: dict[int, BaseProcess] = {}

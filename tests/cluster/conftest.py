@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -66,10 +67,8 @@ class ClusterProcess:
     def kill(self) -> None:
         """Kill the cluster and everything it started (its own session)."""
         if self.process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.process.wait(10)
         self._log.close()
 
@@ -84,7 +83,7 @@ def cluster_env(config: Config) -> dict[str, str]:
     """The environment that gives a subprocess exactly ``config``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("QENGINE_")}
     for key, value in config.as_dict(masked=False).items():
-        if value is None or key == "queue_limit" and value == config.workers**2:
+        if value is None or (key == "queue_limit" and value == config.workers**2):
             continue
         if isinstance(value, dict):
             import json

@@ -177,4 +177,4 @@ def test_two_clusters_share_the_work_and_show_up_side_by_side(embedded, start_cl
     assert len(pids) == 2
     stats = wait_until(lambda: len(Stat.get_all(embedded)) == 2 and Stat.get_all(embedded))
     assert {s.pid for s in stats} == {one.pid, two.pid}
-    assert len({i for i in ids}) == qengine.store.get_store().count()
+    assert len(set(ids)) == qengine.store.get_store().count()

@@ -1,0 +1,203 @@
+"""Cluster throughput, latency and memory: prints figures, asserts nothing.
+
+For each broker (Redis, SQL on SQLite, SQL on PostgreSQL), with a real
+``qcluster`` of 2 workers in a subprocess and results saved in a SQL store:
+
+  (a) drain: 10,000 no-op tasks queued first, then the cluster starts;
+      from "running" to the last result stored;
+  (b) end to end: one producer calling ``async_task`` per task, from the
+      first enqueue to the last result stored;
+  (c) round trip: one task at a time, ``async_task`` then ``result(wait=-1)``,
+      p50 and p99 over 500 tasks;
+  (d) peak resident memory of the cluster process and its workers.
+
+Usage: ``.venv/bin/python bench/throughput.py [redis] [sqlite] [postgres] [-n 10000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import psutil  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+import qengine  # noqa: E402
+from qengine.db import TaskRow  # noqa: E402
+from qengine.store import get_store  # noqa: E402
+
+REDIS_URL = os.environ.get("QENGINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_URL = os.environ.get(
+    "QENGINE_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+NOOP = "bench.tasks.noop"
+
+
+def settings(kind: str, workdir: str) -> dict[str, object]:
+    common: dict[str, object] = {
+        "name": f"bench-{kind}-{os.getpid()}",
+        "secret_key": "bench",
+        "workers": 2,
+        "bulk": 100,
+        "queue_limit": 1000,
+        "save_limit": 0,
+        "guard_cycle": 0.5,
+        "poll": 0.01,
+    }
+    sqlite = f"sqlite:///{workdir}/bench-{kind}.sqlite3"
+    if kind == "redis":
+        return {**common, "broker": REDIS_URL, "store": sqlite}
+    if kind == "sqlite":
+        return {**common, "store": sqlite}
+    return {**common, "store": POSTGRES_URL}
+
+
+class ClusterRun:
+    """A qcluster subprocess and a thread sampling its memory (with its workers)."""
+
+    def __init__(self, config: qengine.Config, log: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("QENGINE_")}
+        for key, value in config.as_dict(masked=False).items():
+            if value is not None and not isinstance(value, dict):
+                env[f"QENGINE_{key.upper()}"] = str(value)
+        env["PYTHONPATH"] = str(ROOT)
+        self.log = log
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "qengine.cli", "--log-level", "WARNING"],
+            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        self.peak_kb = 0
+        self._sampling = True
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        while self._sampling:
+            try:
+                root = psutil.Process(self.process.pid)
+                procs = [root, *root.children(recursive=True)]
+                total = sum(p.memory_info().rss for p in procs if p.is_running()) // 1024
+                self.peak_kb = max(self.peak_kb, total)
+            except psutil.Error:
+                pass
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self._sampling = False
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def wait_ready(config: qengine.Config, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(s.status in {"Idle", "Working"} for s in qengine.status.Stat.get_all(config)):
+            return
+        time.sleep(0.01)
+    raise SystemExit("cluster did not start")
+
+
+def stored(config: qengine.Config) -> int:
+    with get_store(config).engine.connect() as conn:
+        return int(conn.scalar(sa.select(sa.func.count()).select_from(TaskRow)) or 0)
+
+
+def wait_stored(config: qengine.Config, count: int, timeout: float = 600) -> float:
+    deadline = time.monotonic() + timeout
+    while stored(config) < count:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {stored(config)} of {count} results after {timeout}s")
+        time.sleep(0.005)
+    return time.perf_counter()
+
+
+def clean(config: qengine.Config) -> None:
+    broker = qengine.get_broker()
+    broker.purge_queue()
+    with get_store(config).engine.begin() as conn:
+        conn.execute(sa.delete(TaskRow))
+
+
+def bench(kind: str, n: int, workdir: str) -> dict[str, float]:
+    config = qengine.configure(**settings(kind, workdir))
+    clean(config)
+    broker = qengine.get_broker()
+    figures: dict[str, float] = {}
+
+    # (a) drain a backlog queued before the cluster starts
+    signer = qengine.signing.get_signer(config)
+    from qengine.task import TaskMessage, new_id
+
+    packages = []
+    for _ in range(n):
+        task_id, name = new_id()
+        packages.append(signer.dumps(TaskMessage(id=task_id, name=name, func=NOOP)))
+    for start in range(0, n, 1000):
+        broker.enqueue_many(packages[start : start + 1000])
+    run = ClusterRun(config, Path(workdir) / f"{kind}-cluster.log")
+    try:
+        wait_ready(config)
+        began = time.perf_counter()
+        figures["drain_per_s"] = n / (wait_stored(config, n) - began)
+
+        # (b) one producer, async_task per task
+        clean(config)
+        began = time.perf_counter()
+        for _ in range(n):
+            qengine.async_task(NOOP, broker=broker)
+        figures["enqueue_per_s"] = n / (time.perf_counter() - began)
+        figures["end_to_end_per_s"] = n / (wait_stored(config, n) - began)
+
+        # (c) round trips, one at a time
+        clean(config)
+        times = []
+        for _ in range(500):
+            began = time.perf_counter()
+            task_id = qengine.async_task(NOOP, broker=broker)
+            qengine.fetch(task_id, wait=-1)
+            times.append((time.perf_counter() - began) * 1000)
+        times.sort()
+        figures["rtt_p50_ms"] = statistics.median(times)
+        figures["rtt_p99_ms"] = times[int(len(times) * 0.99) - 1]
+    finally:
+        run.stop()
+        clean(config)
+    figures["peak_mb"] = run.peak_kb / 1024
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("brokers", nargs="*", default=["redis", "sqlite", "postgres"])
+    parser.add_argument("-n", type=int, default=10_000, help="tasks for (a) and (b)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as workdir:
+        print(f"{'broker':10} {'drain/s':>9} {'e2e/s':>9} {'enq/s':>9} "
+              f"{'p50 ms':>8} {'p99 ms':>8} {'peak MB':>8}")  # fmt: skip
+        for kind in args.brokers:
+            f = bench(kind, args.n, workdir)
+            print(
+                f"{kind:10} {f['drain_per_s']:9.0f} {f['end_to_end_per_s']:9.0f} "
+                f"{f['enqueue_per_s']:9.0f} {f['rtt_p50_ms']:8.2f} {f['rtt_p99_ms']:8.2f} "
+                f"{f['peak_mb']:8.1f}",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
