@@ -16,6 +16,7 @@ from .api import (
     queue_size,
     result,
     result_group,
+    resubmit,
 )
 from .brokers import Broker, get_broker
 from .chains import AsyncTask, Chain, Iter, async_chain, async_iter
@@ -68,5 +69,6 @@ __all__ = [
     "queue_size",
     "result",
     "result_group",
+    "resubmit",
     "signals",
 ]

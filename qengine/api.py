@@ -27,6 +27,7 @@ __all__ = [
     "queue_size",
     "result",
     "result_group",
+    "resubmit",
 ]
 
 OPTION_KEYS = frozenset(
@@ -295,6 +296,26 @@ def result_group(
             return store.group_results(group_id, failures=failures)
 
     return wait_for(probe, _remaining(start, wait)) or []
+
+
+def resubmit(task_id: str) -> str:
+    """Queue a stored task again with its function, arguments, hook and group.
+
+    The stored failure is removed once the new task is queued, so a task
+    shows once in the results; returns the new task's id.
+
+    Raises:
+        LookupError: no stored task has this id or name.
+    """
+    store = get_store()
+    task = store.get(task_id)
+    if task is None:
+        raise LookupError(f"no stored task with id or name {task_id!r}")
+    options: dict[str, Any] = {"hook": task.hook, "group": task.group}
+    new_id = submit(task.func, tuple(task.args), dict(task.kwargs), options)
+    if not task.success:
+        store.delete_task(task.id)
+    return new_id
 
 
 def delete_group(group_id: str, tasks: bool = False, cached: bool | None = None) -> int:

@@ -418,3 +418,13 @@ def test_save_limit_keeps_the_newest_successes_and_every_failure():
     failures = [async_task("tests.tasks.fail") for _ in range(4)]
     assert [fetch(i) is not None for i in ids] == [False, False, False, True, True, True]
     assert all(fetch(i) is not None for i in failures)
+
+
+def test_resubmit_queues_a_failure_again_and_removes_it():
+    first = async_task("tests.tasks.fail", "once", group="again")
+    new_id = qengine.resubmit(first)
+    assert new_id != first
+    assert fetch(first) is None
+    assert fetch(new_id).group == "again"
+    with pytest.raises(LookupError):
+        qengine.resubmit("no-such-task")
