@@ -25,9 +25,9 @@ __all__ = [
     "fetch",
     "fetch_group",
     "queue_size",
+    "resubmit",
     "result",
     "result_group",
-    "resubmit",
 ]
 
 OPTION_KEYS = frozenset(
@@ -75,8 +75,10 @@ def _check_options(options: dict[str, Any]) -> None:
         if options.get(key) is not None and not isinstance(options[key], bool):
             raise bad(key, "True, False or None")
     cached = options.get("cached")
-    if cached is not None and not isinstance(cached, bool) and (
-        not isinstance(cached, int) or cached < 1
+    if (
+        cached is not None
+        and not isinstance(cached, bool)
+        and (not isinstance(cached, int) or cached < 1)
     ):
         raise bad("cached", "True, False or a number of seconds >= 1")
     timeout = options.get("timeout")
@@ -89,14 +91,14 @@ def _check_options(options: dict[str, Any]) -> None:
         raise bad("broker", "a Broker instance from get_broker()")
 
 
-def submit(
+def prepare(
     func: str | Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     options: dict[str, Any],
-    config: Config | None = None,
-) -> str:
-    """Build, sign and enqueue (or in sync mode run) one task; return its id."""
+    config: Config,
+) -> TaskMessage:
+    """Check a call and build its task message; ``pre_enqueue`` fires here."""
     if not (isinstance(func, str) or callable(func)):
         raise TypeError(
             f"func must be a dotted path string or a callable, not {type(func).__name__}"
@@ -104,11 +106,9 @@ def submit(
     if isinstance(func, str) and "." not in func:
         raise ValueError(f"func {func!r} must be a dotted path such as 'math.floor'")
     _check_options(options)
-    config = config or get_config()
     task_id, name = new_id()
     cached = options.get("cached")
     sync = options.get("sync")
-    sync = config.sync if sync is None else sync
     message = TaskMessage(
         id=task_id,
         name=options.get("task_name") or name,
@@ -121,7 +121,7 @@ def submit(
         save=options.get("save"),
         cached=config.cached if cached is None else cached,
         ack_failure=options.get("ack_failure"),
-        sync=sync,
+        sync=config.sync if sync is None else sync,
         chain=options.get("chain"),
         iter_count=options.get("iter_count"),
         iter_cached=options.get("iter_cached"),
@@ -129,8 +129,21 @@ def submit(
         cluster=config.name,
     )
     pre_enqueue.send(SENDER, task=message)
+    return message
+
+
+def submit(
+    func: str | Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    options: dict[str, Any],
+    config: Config | None = None,
+) -> str:
+    """Build, sign and enqueue (or in sync mode run) one task; return its id."""
+    config = config or get_config()
+    message = prepare(func, args, kwargs, options, config)
     broker: Broker | None = options.get("broker")
-    if sync:
+    if message.sync:
         _run_inline(message, config, broker)
     else:
         package = get_signer(config).dumps(message)

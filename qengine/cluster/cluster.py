@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 
 _instances = itertools.count(1)
 
+UNACKED_GRACE_S = 10.0
+"""How long a stop waits for a broker to take acknowledgements of saved results."""
+
 
 class Cluster:
     """A worker cluster for one configuration (the spec's ``Cluster``).
@@ -209,9 +212,21 @@ class Cluster:
         if self.pusher is not None:
             self.pusher.thread.join()
         # Every held task finishes; the guard keeps watching timeouts and crashes meanwhile.
+        unacked_since: float | None = None
         while len(self.holdings) and self.monitor is not None and self.monitor.thread.is_alive():
             self.holdings.wait_empty(self.config.guard_cycle)
             self._guard_tick()
+            if len(self.holdings) and len(self.holdings) == self.monitor.unacked_count():
+                # Only acknowledgements are missing (broker down). Their results are saved,
+                # so a redelivery is acknowledged without running: do not wait forever.
+                unacked_since = unacked_since or time.monotonic()
+                if time.monotonic() - unacked_since > UNACKED_GRACE_S:
+                    log.warning(
+                        "%s: leaving %d acknowledgement(s) undone; the broker will redeliver "
+                        "those tasks and they will be acknowledged without running again",
+                        self.label, len(self.holdings),
+                    )  # fmt: skip
+                    break
         if self.monitor is not None:
             self.monitor.done.set()
             self.monitor.thread.join()

@@ -146,6 +146,8 @@ class Monitor:
         self.thread = threading.Thread(target=self.run, name="qengine-monitor", daemon=True)
         self.done = threading.Event()
         self.unacked: list[tuple[list[str], list[int]]] = []
+        self.ack_backoff_s = 0.1
+        self.ack_retry_at = 0.0
 
     def run(self) -> None:
         cluster = self.cluster
@@ -259,12 +261,22 @@ class Monitor:
             if acks:
                 self.cluster.broker.acknowledge_many(acks)
         except BrokerError as exc:
-            log.warning("%s: cannot acknowledge (%s); will retry", self.cluster.label, exc)
+            # The tasks stay held (their leases renewed) until the broker is back.
+            if not self.unacked:
+                log.warning("%s: cannot acknowledge (%s); will retry", self.cluster.label, exc)
             self.unacked.append((acks, seqs))
+            self.ack_backoff_s = min(self.ack_backoff_s * 2, 5.0)
+            self.ack_retry_at = time.monotonic() + self.ack_backoff_s
             return
+        self.ack_backoff_s = 0.1
         self.cluster.holdings.release(seqs)
 
+    def unacked_count(self) -> int:
+        return sum(len(seqs) for _, seqs in self.unacked)
+
     def _retry_acks(self) -> None:
+        if not self.unacked or time.monotonic() < self.ack_retry_at:
+            return
         pending, self.unacked = self.unacked, []
         for acks, seqs in pending:
             self._acknowledge(acks, seqs)

@@ -1,10 +1,17 @@
-"""The scheduler thread: due schedules → tasks, each slot once across clusters."""
+"""The scheduler thread: due schedules → tasks, each slot once across every cluster."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection
+
+from ..api import prepare
+from ..db import normalize_url
+from ..schedules import Schedule, claim_due, seconds_until_due
 
 if TYPE_CHECKING:
     from .cluster import Cluster
@@ -13,6 +20,9 @@ __all__ = ["Scheduler"]
 
 log = logging.getLogger(__name__)
 
+LOOK_AGAIN_S = 0.5
+"""Longest sleep between two looks: a schedule created meanwhile starts within this."""
+
 
 class Scheduler:
     def __init__(self, cluster: Cluster) -> None:
@@ -20,4 +30,58 @@ class Scheduler:
         self.thread = threading.Thread(target=self.run, name="qengine-scheduler", daemon=True)
 
     def run(self) -> None:
-        self.cluster.stop_event.wait()
+        cluster = self.cluster
+        log.info("%s scheduling at %s", cluster.label, threading.get_native_id())
+        while not cluster.stop_event.is_set():
+            try:
+                wait_s = self.tick(datetime.now(UTC))
+            except Exception as exc:
+                # A store outage or a broken schedule must not end the thread.
+                log.warning("%s scheduler error (%s); retrying", cluster.label, exc)
+                wait_s = 2.0
+            cluster.stop_event.wait(wait_s)
+        log.info("%s stopped scheduling", cluster.label)
+
+    def tick(self, now: datetime) -> float:
+        """Run what is due at ``now``; return how long to sleep before looking again."""
+        cluster = self.cluster
+        config = cluster.config
+        engine = cluster.store.engine
+        claim_due(engine, now, config.name, self._enqueue, catch_up=config.catch_up, tz=config.zone)
+        due_in = seconds_until_due(engine, datetime.now(UTC), config.name)
+        return LOOK_AGAIN_S if due_in is None else min(max(due_in, 0.01), LOOK_AGAIN_S)
+
+    def _enqueue(self, schedule: Schedule, *, group: str, conn: Connection) -> str:
+        cluster = self.cluster
+        config = cluster.config
+        options: dict[str, Any] = dict(schedule.q_options or {})
+        # One broker per cluster here: a broker_name always falls back to this cluster's.
+        options.pop("broker_name", None)
+        options.setdefault("group", group)
+        if schedule.hook:
+            options.setdefault("hook", schedule.hook)
+        options["sync"] = False  # a schedule's task always goes through the broker
+        message = prepare(
+            schedule.func, tuple(schedule.args), dict(schedule.kwargs), options, config
+        )
+        package = cluster.signer.dumps(message)
+        if self._same_database:
+            # The claim holds SQLite's write lock: enqueue through its transaction (which
+            # also makes the enqueue atomic with the claim on any database).
+            cluster.broker.enqueue_in(conn, package)  # type: ignore[attr-defined]
+        else:
+            cluster.broker.enqueue(package)
+        log.info(
+            "%s: schedule %s queued task %s [%s]",
+            cluster.label, schedule.name or schedule.id, message.name, message.id,
+        )  # fmt: skip
+        return message.id
+
+    @property
+    def _same_database(self) -> bool:
+        config = self.cluster.config
+        return (
+            hasattr(self.cluster.broker, "enqueue_in")
+            and config.broker_kind == "sql"
+            and normalize_url(config.broker_url) == normalize_url(config.store)
+        )
