@@ -238,9 +238,12 @@ def get_engine(url: str) -> Engine:
             else:
                 engine = create_engine(url, pool_pre_ping=True, pool_recycle=3600)
             _engines[url] = engine
-    if url not in _created:
-        Base.metadata.create_all(engine, checkfirst=True)
-        _created.add(url)
+        if url not in _created:
+            # Under the lock so threads of one process create the tables once; on SQLite
+            # with the write lock taken first, so other processes wait instead of failing.
+            with writing(engine) as conn:
+                Base.metadata.create_all(conn, checkfirst=True)
+            _created.add(url)
     return engine
 
 

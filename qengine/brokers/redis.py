@@ -1,0 +1,408 @@
+"""The Redis broker: Redis Streams with a consumer group per cluster name."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from ..config import Config, mask_url
+from ..errors import BrokerError, BrokerUnavailable
+from .base import Broker, Delivery
+
+__all__ = ["RedisBroker", "redis_client"]
+
+log = logging.getLogger(__name__)
+
+FIELD = b"p"
+"""The stream entry field that holds the package."""
+
+RECLAIM_INTERVAL_S = 1.0
+"""Longest a blocking read waits before looking for expired leases again; also the default wait."""
+
+CONSUMER_IDLE_MS = 3_600_000
+"""Consumers without pending entries and silent this long are removed from the group."""
+
+# Renew only leases this consumer still owns: a blind XCLAIM would steal a package another
+# consumer reclaimed after our lease ran out, and then two clusters would run it.
+_EXTEND = """
+local group, consumer, renewed = ARGV[1], ARGV[2], 0
+for i = 3, #ARGV do
+    local entry = redis.call('XPENDING', KEYS[1], group, ARGV[i], ARGV[i], 1)
+    if entry[1] and entry[1][2] == consumer then
+        redis.call('XCLAIM', KEYS[1], group, consumer, 0, ARGV[i], 'JUSTID')
+        renewed = renewed + 1
+    end
+end
+return renewed
+"""
+
+# Remove consumers of group ARGV[1] that hold nothing and were silent for ARGV[2] ms (dead
+# processes), or the consumer named ARGV[3] when it holds nothing. Checked and deleted in
+# one step, so a consumer that just received packages is never dropped with its entries.
+_PRUNE = """
+local group, removed = ARGV[1], 0
+for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], group)) do
+    local info = {}
+    for i = 1, #consumer, 2 do info[consumer[i]] = consumer[i + 1] end
+    if info['pending'] == 0 and (info['idle'] > tonumber(ARGV[2]) or info['name'] == ARGV[3]) then
+        redis.call('XGROUP', 'DELCONSUMER', KEYS[1], group, info['name'])
+        removed = removed + 1
+    end
+end
+return removed
+"""
+
+
+def _default_retry() -> Retry:
+    """A few quick reconnects: enough to ride out a restart or a stale pooled connection.
+
+    redis-py's own defaults differ between ``Redis(...)`` (ten retries, seconds of
+    backoff) and ``from_url`` (none); one policy makes both forms behave alike and
+    keeps an unreachable server from stalling ``ping`` for long.
+    """
+    return Retry(ExponentialBackoff(cap=0.25, base=0.02), 3)
+
+
+def _client_url(config: Config, url: str | None = None) -> str | None:
+    """The URL ``redis_client`` connects to, or None when it uses the ``redis`` dict."""
+    url = url or (config.broker if config.broker_kind == "redis" and config.broker else None)
+    if url is None and isinstance(config.redis, str):
+        url = config.redis
+    return url
+
+
+def redis_client(config: Config, url: str | None = None) -> redis.Redis:
+    """A Redis client from ``url``, else the ``broker`` URL, else the ``redis`` dict or URI."""
+    url = _client_url(config, url)
+    if url:
+        return redis.Redis.from_url(url, retry=_default_retry())
+    options: dict[str, Any] = {"host": "localhost", "port": 6379, "db": 0}
+    if isinstance(config.redis, dict):
+        options.update(config.redis)
+    # redis-py 3 names kept by the spec's defaults but no longer accepted by redis-py 5+.
+    options.pop("charset", None)
+    options.pop("errors", None)
+    options.setdefault("retry", _default_retry())
+    return redis.Redis(**options)
+
+
+def _describe(pool: redis.ConnectionPool) -> str:
+    """A URL for messages naming where ``pool`` connects, its password masked."""
+    kwargs = pool.connection_kwargs
+    auth = ""
+    if kwargs.get("password"):
+        auth = f"{kwargs.get('username') or ''}:********@"
+    if kwargs.get("path"):
+        return f"unix://{auth}{kwargs['path']}?db={kwargs.get('db', 0)}"
+    scheme = "rediss" if issubclass(pool.connection_class, redis.SSLConnection) else "redis"
+    host = kwargs.get("host", "localhost")
+    return f"{scheme}://{auth}{host}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisBroker(Broker):
+    """A queue as a Redis stream, consumed through one consumer group per queue name.
+
+    Every instance is its own consumer. A received entry stays in the group's
+    pending list until it is acknowledged; once it has been idle there for
+    ``retry`` seconds any consumer of the group (this cluster or another) may
+    claim it, which is how the work of a dead cluster is delivered again.
+    Acknowledged entries are deleted, so the stream only holds live packages.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        list_key: str | None = None,
+        *,
+        connection: redis.Redis | redis.ConnectionPool | None = None,
+    ) -> None:
+        """Connect lazily to the configured Redis, or use ``connection``.
+
+        Args:
+            connection: an existing client or pool to share; it stays the caller's to
+                close. A client that decodes responses cannot carry binary packages, so
+                the broker opens its own pool with the same settings instead.
+        """
+        super().__init__(config, list_key)
+        self._owns_client = connection is None
+        if connection is None:
+            client = redis_client(config)
+        elif isinstance(connection, redis.ConnectionPool):
+            client = redis.Redis(connection_pool=connection)
+        else:
+            client = connection
+        pool = client.connection_pool
+        if pool.connection_kwargs.get("decode_responses"):
+            pool = type(pool)(
+                connection_class=pool.connection_class,
+                **{**pool.connection_kwargs, "decode_responses": False},
+            )
+            client = redis.Redis(connection_pool=pool)
+            self._owns_client = True
+        self.connection = client
+        url = _client_url(config) if connection is None else None
+        self.url = mask_url(url) if url else _describe(pool)
+        self.stream = f"qengine:{self.list_key}:stream"
+        self.group = f"qengine:{self.list_key}"
+        self.consumer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # A blocking read must end before the client's own socket timeout does.
+        socket_timeout = pool.connection_kwargs.get("socket_timeout")
+        self._block_s = RECLAIM_INTERVAL_S
+        if socket_timeout:
+            self._block_s = min(self._block_s, socket_timeout / 2)
+        self._retry_ms = max(1, int(config.retry * 1000))
+        self._reclaim_every_s = min(RECLAIM_INTERVAL_S, config.retry / 2)
+        self._last_reclaim = float("-inf")
+        self._claim_cursor = "0-0"
+        self._last_prune = time.monotonic()
+        self._has_group = False
+        self._lock = threading.Lock()
+        self._extend_script = client.register_script(_EXTEND)
+        self._prune_script = client.register_script(_PRUNE)
+
+    # -- plumbing -------------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Translate redis-py errors into ours, naming the queue and the masked URL."""
+        try:
+            yield
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise BrokerUnavailable(
+                f"Redis at {self.url} cannot be reached to {action} queue {self.list_key!r}: {exc}"
+            ) from exc
+        except RedisError as exc:
+            raise BrokerError(
+                f"Redis at {self.url} failed to {action} queue {self.list_key!r}: {exc}"
+            ) from exc
+
+    def _ensure_group(self) -> None:
+        if self._has_group:
+            return
+        try:
+            self.connection.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._has_group = True
+
+    def _with_group(self, call: Any) -> Any:
+        """Run ``call()`` with the group in place, recreating it once if it vanished.
+
+        The group goes when any instance deletes or purges the queue, so each instance
+        only learns of it from a NOGROUP error.
+        """
+        self._ensure_group()
+        try:
+            return call()
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self._has_group = False
+            self._ensure_group()
+            return call()
+
+    # -- producing ------------------------------------------------------------------
+
+    def enqueue(self, package: bytes) -> str:
+        with self._errors("enqueue to"):
+            return _text(self.connection.xadd(self.stream, {FIELD: package}))
+
+    def enqueue_many(self, packages: Iterable[bytes]) -> list[str]:
+        """Enqueue all in one MULTI/EXEC: every package goes in, or none does."""
+        with self._errors("enqueue to"):
+            pipe = self.connection.pipeline(transaction=True)
+            for package in packages:
+                pipe.xadd(self.stream, {FIELD: package})
+            return [_text(entry_id) for entry_id in pipe.execute()]
+
+    # -- consuming ------------------------------------------------------------------
+
+    def receive(self, count: int | None = None, timeout: float | None = None) -> list[Delivery]:
+        """Lease up to ``count`` packages: expired leases first, then new entries.
+
+        Waits in a blocking read, at most ``timeout`` seconds (default 1 s), waking
+        every second at least to look for expired leases again.
+        """
+        count = count or self.config.bulk
+        wait_s = RECLAIM_INTERVAL_S if timeout is None else max(0.0, timeout)
+        deadline = time.monotonic() + wait_s
+        with self._errors("receive from"):
+            while True:
+                deliveries = self._reclaim(count)
+                if len(deliveries) < count:
+                    left_s = deadline - time.monotonic()
+                    # Block only when nothing was reclaimed; BLOCK 0 would mean forever.
+                    block_s = min(left_s, self._block_s) if not deliveries else 0.0
+                    block_ms = int(block_s * 1000) if block_s >= 0.001 else None
+                    deliveries += self._read(count - len(deliveries), block_ms)
+                if deliveries or time.monotonic() >= deadline:
+                    self._maybe_prune()
+                    return deliveries
+
+    def _read(self, count: int, block_ms: int | None) -> list[Delivery]:
+        reply = self._with_group(
+            lambda: self.connection.xreadgroup(
+                self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
+            )
+        )
+        deliveries = []
+        for _stream, entries in reply or ():
+            for entry_id, fields in entries:
+                deliveries.append(Delivery(_text(entry_id), fields[FIELD], 1))
+        return deliveries
+
+    def _reclaim(self, count: int) -> list[Delivery]:
+        """Claim entries whose lease ran out (XAUTOCLAIM), with their delivery counts.
+
+        Runs at most every ``min(1 s, retry / 2)`` unless the last scan found a full
+        batch; a cursor walks the pending list so old leases further in are reached.
+        """
+        now = time.monotonic()
+        if now - self._last_reclaim < self._reclaim_every_s:
+            return []
+        with self._lock:
+            start = self._claim_cursor
+        reply = self._with_group(
+            lambda: self.connection.xautoclaim(
+                self.stream, self.group, self.consumer, self._retry_ms, start, count=count
+            )
+        )
+        cursor, entries = _text(reply[0]), reply[1]
+        # Redis 6.2 returns deleted entries as nil; 7 lists them apart and drops them.
+        claimed = [(_text(entry_id), fields) for entry_id, fields in entries if fields]
+        with self._lock:
+            self._claim_cursor = cursor
+        self._last_reclaim = float("-inf") if len(claimed) >= count else now
+        if not claimed:
+            return []
+        pipe = self.connection.pipeline(transaction=False)
+        for entry_id, _fields in claimed:
+            pipe.xpending_range(self.stream, self.group, entry_id, entry_id, 1, self.consumer)
+        counts = pipe.execute()
+        deliveries = []
+        for (entry_id, fields), pending in zip(claimed, counts, strict=True):
+            times = pending[0]["times_delivered"] if pending else 2
+            deliveries.append(Delivery(entry_id, fields[FIELD], times))
+        log.info("queue %r: %d expired lease(s) reclaimed", self.list_key, len(deliveries))
+        return deliveries
+
+    def _maybe_prune(self) -> None:
+        """Now and then, drop consumers of dead processes that hold nothing any more."""
+        now = time.monotonic()
+        if now - self._last_prune < CONSUMER_IDLE_MS / 1000 / 4:
+            return
+        self._last_prune = now
+        with suppress(ResponseError):  # the group was just deleted: nothing to prune
+            self._prune_script(keys=[self.stream], args=[self.group, CONSUMER_IDLE_MS, ""])
+
+    def acknowledge(self, ack_id: str) -> None:
+        self.acknowledge_many([ack_id])
+
+    def acknowledge_many(self, ack_ids: Iterable[str]) -> None:
+        """XACK and XDEL in one transaction, so no acknowledged package stays in Redis."""
+        ids = list(ack_ids)
+        if not ids:
+            return
+        with self._errors("acknowledge on"):
+            pipe = self.connection.pipeline(transaction=True)
+            pipe.xack(self.stream, self.group, *ids)
+            pipe.xdel(self.stream, *ids)
+            pipe.execute()
+
+    def extend(self, ack_ids: Iterable[str]) -> None:
+        """Reset the idle time of the entries this consumer still owns (lease heartbeat)."""
+        ids = list(ack_ids)
+        if not ids:
+            return
+        with self._errors("extend leases on"):
+            self._with_group(
+                lambda: self._extend_script(
+                    keys=[self.stream], args=[self.group, self.consumer, *ids]
+                )
+            )
+
+    def fail(self, ack_id: str) -> None:
+        self.acknowledge_many([ack_id])
+
+    def delete(self, ack_id: str) -> None:
+        self.acknowledge_many([ack_id])
+
+    # -- the queue as a whole -------------------------------------------------------
+
+    def _sizes(self) -> tuple[int, int]:
+        """(entries in the stream, entries leased), read in one transaction."""
+        with self._errors("measure"):
+            pipe = self.connection.pipeline(transaction=True)
+            pipe.xlen(self.stream)
+            pipe.xpending(self.stream, self.group)
+            length, pending = pipe.execute(raise_on_error=False)
+        if isinstance(length, Exception):
+            raise BrokerError(f"Redis at {self.url} failed to measure {self.list_key!r}: {length}")
+        # No group yet (nothing was ever received): nothing is leased.
+        leased = 0 if isinstance(pending, Exception) else int(pending["pending"])
+        return int(length), leased
+
+    def queue_size(self) -> int:
+        length, leased = self._sizes()
+        return max(0, length - leased)
+
+    def lock_size(self) -> int:
+        return self._sizes()[1]
+
+    def purge_queue(self) -> None:
+        """Drop every package, leased or not, and start the group afresh in one step."""
+        with self._errors("purge"):
+            pipe = self.connection.pipeline(transaction=True)
+            pipe.delete(self.stream)
+            pipe.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+            pipe.execute()
+        self._has_group = True
+
+    def delete_queue(self) -> None:
+        """Delete the stream and its group; the next receive creates them again."""
+        with self._errors("delete"):
+            self.connection.delete(self.stream)
+        self._has_group = False
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.connection.ping())
+        except Exception:  # ping promises a bool whatever went wrong
+            return False
+
+    def info(self) -> str:
+        with self._errors("describe"):
+            version = self.connection.info("server").get("redis_version", "unknown")
+        return f"Redis {version}"
+
+    def close(self) -> None:
+        """Leave the group if this consumer holds nothing, then release our own connections."""
+        with suppress(RedisError):  # unreachable or no group: nothing to leave
+            self._prune_script(
+                keys=[self.stream], args=[self.group, CONSUMER_IDLE_MS, self.consumer]
+            )
+        if self._owns_client:
+            self.connection.close()
+            self.connection.connection_pool.disconnect()
+
+    def __repr__(self) -> str:
+        return f"<RedisBroker queue={self.list_key!r} url={self.url!r}>"

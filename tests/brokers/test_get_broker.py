@@ -1,0 +1,54 @@
+"""Choosing a broker from the configuration, including a user's class named by ``broker_class``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from qengine.brokers import get_broker
+from qengine.brokers.sql import SQLBroker
+from qengine.config import load_config
+from qengine.errors import ConfigError
+
+from .conftest import SECRET
+from .custom import MemoryBroker
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "tests.brokers.no_such_module.Broker",
+        "tests.brokers.custom.NoSuchClass",
+        "tests.brokers.custom.NotABroker",
+    ],
+)
+def test_a_bad_broker_class_is_a_config_error_naming_the_key(path: str) -> None:
+    config = load_config({"broker_class": path, "secret_key": SECRET})
+
+    with pytest.raises(ConfigError, match="broker_class") as caught:
+        get_broker(config)
+    assert path in str(caught.value)
+
+
+def test_broker_class_loads_the_users_broker(cluster_name: str) -> None:
+    config = load_config(
+        {"name": cluster_name, "broker_class": "tests.brokers.custom.MemoryBroker"}
+    )
+
+    broker = get_broker(config)
+
+    assert type(broker) is MemoryBroker
+    assert broker.list_key == cluster_name
+    assert broker.info() == "Memory broker"
+
+
+def test_a_database_url_selects_the_sql_broker(tmp_path: Any, cluster_name: str) -> None:
+    url = f"sqlite:///{tmp_path}/broker.sqlite3"
+    config = load_config({"name": cluster_name, "broker": url, "secret_key": SECRET})
+
+    broker = get_broker(config, "another-queue")
+
+    assert isinstance(broker, SQLBroker)
+    assert broker.list_key == "another-queue"
+    assert broker.info().startswith("SQL sqlite ")

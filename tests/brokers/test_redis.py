@@ -1,0 +1,177 @@
+"""What only the Redis broker does: shared connections, errors, consumer bookkeeping."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from qengine.brokers import get_broker
+from qengine.brokers.redis import RedisBroker
+from qengine.config import Config, load_config
+from qengine.errors import BrokerError, BrokerUnavailable
+
+from .conftest import SECRET
+
+
+@pytest.fixture
+def config(redis_url: str, cluster_name: str) -> Config:
+    return load_config({"name": cluster_name, "broker": redis_url, "secret_key": SECRET})
+
+
+@pytest.fixture
+def brokers(redis_client: redis.Redis, cluster_name: str) -> Iterator[list[RedisBroker]]:
+    """Brokers a test made; their queue is deleted and checked gone afterwards."""
+    made: list[RedisBroker] = []
+    yield made
+    for broker in made:
+        broker.delete_queue()
+        broker.close()
+    assert redis_client.keys(f"qengine:{cluster_name}:*") == []
+
+
+def consumers(client: redis.Redis, broker: RedisBroker) -> dict[str, int]:
+    """The group's consumers and how many packages each holds."""
+    return {
+        info["name"].decode(): info["pending"]
+        for info in client.xinfo_consumers(broker.stream, broker.group)
+    }
+
+
+@pytest.mark.redis
+def test_an_existing_client_is_used_and_left_open(
+    config: Config, redis_client: redis.Redis, brokers: list[RedisBroker]
+) -> None:
+    broker = RedisBroker(config, connection=redis_client)
+    brokers.append(broker)
+    broker.enqueue(b"shared")
+
+    assert [d.package for d in broker.receive(timeout=0)] == [b"shared"]
+    broker.close()
+    assert redis_client.ping()
+
+
+@pytest.mark.redis
+def test_an_existing_pool_is_used_and_left_open(
+    config: Config, redis_url: str, redis_client: redis.Redis
+) -> None:
+    pool = redis.ConnectionPool.from_url(redis_url)
+    broker = RedisBroker(config, connection=pool)
+    try:
+        broker.enqueue(b"pooled")
+        assert [d.package for d in broker.receive(timeout=0)] == [b"pooled"]
+        broker.close()
+        assert redis.Redis(connection_pool=pool).ping()
+    finally:
+        broker.delete_queue()
+        pool.disconnect()
+    assert redis_client.keys(f"qengine:{config.name}:*") == []
+
+
+@pytest.mark.redis
+def test_a_decoding_client_still_carries_binary_packages(
+    config: Config, redis_url: str, brokers: list[RedisBroker]
+) -> None:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        broker = RedisBroker(config, connection=client)
+        brokers.append(broker)
+        broker.enqueue(b"\xff\x00\xfe")
+        assert [d.package for d in broker.receive(timeout=0)] == [b"\xff\x00\xfe"]
+    finally:
+        client.close()
+
+
+@pytest.mark.redis
+def test_the_redis_dict_of_the_spec_selects_this_broker(
+    redis_url: str, cluster_name: str, brokers: list[RedisBroker]
+) -> None:
+    url = redis.connection.parse_url(redis_url)
+    config = load_config({"name": cluster_name, "redis": url, "secret_key": SECRET})
+    broker = get_broker(config)
+    assert isinstance(broker, RedisBroker)
+    brokers.append(broker)
+
+    assert broker.info().startswith("Redis ")
+    broker.enqueue(b"via dict")
+    assert [d.package for d in broker.receive(timeout=0)] == [b"via dict"]
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        {"broker": "redis://:s3cret@127.0.0.1:1/0"},
+        {"redis": {"host": "127.0.0.1", "port": 1, "password": "s3cret"}},
+    ],
+    ids=["url", "dict"],
+)
+def test_an_unreachable_redis_fails_pings_and_calls_without_the_password(
+    keys: dict[str, Any], cluster_name: str
+) -> None:
+    broker = get_broker(load_config({"name": cluster_name, "secret_key": SECRET, **keys}))
+    try:
+        assert broker.ping() is False
+        for call in (lambda: broker.enqueue(b"x"), lambda: broker.receive(timeout=0)):
+            with pytest.raises(BrokerUnavailable) as caught:
+                call()
+            assert "127.0.0.1:1" in str(caught.value)
+            assert "********" in str(caught.value)
+            assert "s3cret" not in str(caught.value)
+    finally:
+        broker.close()
+
+
+@pytest.mark.redis
+def test_other_redis_errors_are_broker_errors(
+    config: Config, redis_client: redis.Redis, brokers: list[RedisBroker]
+) -> None:
+    broker = RedisBroker(config)
+    brokers.append(broker)
+    redis_client.set(broker.stream, b"not a stream")
+
+    with pytest.raises(BrokerError) as caught:
+        broker.enqueue(b"x")
+    assert not isinstance(caught.value, BrokerUnavailable)
+    assert config.name in str(caught.value)
+
+
+@pytest.mark.redis
+def test_extend_never_takes_back_a_package_another_consumer_reclaimed(
+    redis_url: str, cluster_name: str, redis_client: redis.Redis, brokers: list[RedisBroker]
+) -> None:
+    config = load_config(
+        {"name": cluster_name, "broker": redis_url, "secret_key": SECRET, "retry": 0.3}
+    )
+    late, other = RedisBroker(config), RedisBroker(config)
+    brokers.extend([late, other])
+    late.enqueue(b"slow")
+    (held,) = late.receive(timeout=0)
+    time.sleep(0.4)
+    (reclaimed,) = other.receive(timeout=1)
+
+    late.extend([held.ack_id])  # too late: the lease was lost
+
+    assert reclaimed.ack_id == held.ack_id
+    assert consumers(redis_client, other) == {other.consumer: 1, late.consumer: 0}
+
+
+@pytest.mark.redis
+def test_close_leaves_the_group_unless_the_consumer_holds_packages(
+    config: Config, redis_client: redis.Redis, brokers: list[RedisBroker]
+) -> None:
+    holder, idle = RedisBroker(config), RedisBroker(config)
+    brokers.extend([holder, idle])
+    holder.enqueue_many([b"held", b"done"])
+    holder.receive(timeout=0)
+    (done,) = idle.receive(timeout=0)
+    idle.acknowledge(done.ack_id)
+    assert consumers(redis_client, holder) == {holder.consumer: 1, idle.consumer: 0}
+
+    idle.close()
+    holder.close()
+
+    # The held package stays pending so that another cluster can reclaim it.
+    assert consumers(redis_client, holder) == {holder.consumer: 1}
