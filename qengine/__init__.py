@@ -14,9 +14,9 @@ from .api import (
     fetch,
     fetch_group,
     queue_size,
+    resubmit,
     result,
     result_group,
-    resubmit,
 )
 from .brokers import Broker, get_broker
 from .chains import AsyncTask, Chain, Iter, async_chain, async_iter
@@ -67,8 +67,8 @@ __all__ = [
     "get_config",
     "load_config",
     "queue_size",
+    "resubmit",
     "result",
     "result_group",
-    "resubmit",
     "signals",
 ]

@@ -46,11 +46,16 @@ def qcluster_main(argv: list[str] | None = None) -> int:
 
 
 def qinfo_main(argv: list[str] | None = None) -> int:
-    """Print the clusters' summary, the configuration or the ids of running clusters."""
+    """Print the clusters' summary, the configuration, the ids of running clusters or the health."""
     parser = _parser("qinfo", "Show what qengine clusters are doing.")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--config", action="store_true", help="print the effective configuration")
     group.add_argument("--ids", action="store_true", help="print the ids of running clusters")
+    group.add_argument(
+        "--health",
+        action="store_true",
+        help="print the health check as JSON; exit 0 when healthy, 1 otherwise (for probes)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.config_file:
@@ -59,6 +64,12 @@ def qinfo_main(argv: list[str] | None = None) -> int:
         if args.config:
             print(json.dumps(config.as_dict(masked=True), indent=2, default=str))
             return 0
+        if args.health:
+            from .health import health
+
+            ok, body = health(config)
+            print(json.dumps(body, indent=2))
+            return 0 if ok else 1
         from .status import Stat, summary
 
         if args.ids:
