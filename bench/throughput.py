@@ -34,6 +34,8 @@ import psutil  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
 import qengine  # noqa: E402
+import qengine.signing  # noqa: E402
+import qengine.status  # noqa: E402
 from qengine.db import TaskRow  # noqa: E402
 from qengine.store import get_store  # noqa: E402
 
@@ -132,6 +134,10 @@ def clean(config: qengine.Config) -> None:
         conn.execute(sa.delete(TaskRow))
 
 
+def note(text: str) -> None:
+    print(f"  … {text}", file=sys.stderr, flush=True)
+
+
 def bench(kind: str, n: int, workdir: str) -> dict[str, float]:
     config = qengine.configure(**settings(kind, workdir))
     clean(config)
@@ -151,10 +157,12 @@ def bench(kind: str, n: int, workdir: str) -> dict[str, float]:
     run = ClusterRun(config, Path(workdir) / f"{kind}-cluster.log")
     try:
         wait_ready(config)
+        note(f"{kind}: cluster ready, draining {n}")
         began = time.perf_counter()
         figures["drain_per_s"] = n / (wait_stored(config, n) - began)
 
         # (b) one producer, async_task per task
+        note(f"{kind}: end to end")
         clean(config)
         began = time.perf_counter()
         for _ in range(n):
@@ -163,6 +171,7 @@ def bench(kind: str, n: int, workdir: str) -> dict[str, float]:
         figures["end_to_end_per_s"] = n / (wait_stored(config, n) - began)
 
         # (c) round trips, one at a time
+        note(f"{kind}: round trips")
         clean(config)
         times = []
         for _ in range(500):
