@@ -22,7 +22,7 @@ import zstandard
 from .config import Config, on_reset
 from .errors import ConfigError, PackageTooLarge, SignatureError
 
-__all__ = ["Signer", "get_signer"]
+__all__ = ["Signer", "fast_dumps", "get_signer"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,24 @@ MAGIC = b"q1"
 _FLAG_ZSTD = 0x01
 _MAC_SIZE = hashlib.sha256().digest_size
 _HEADER = len(MAGIC) + 1 + _MAC_SIZE
+
+
+def fast_dumps(obj: Any) -> bytes:
+    """Pickle with the standard pickler when that is safe, else with cloudpickle.
+
+    The standard pickler is several times faster, but stores functions and
+    classes by reference. That breaks for lambdas and local functions (it
+    raises) and for objects of the caller's ``__main__`` (it succeeds, but
+    the worker's ``__main__`` is another program): the name shows in the
+    bytes, and cloudpickle then stores them by value.
+    """
+    try:
+        body = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        body = b"__main__"
+    if b"__main__" in body:
+        body = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return body
 
 
 @lru_cache(maxsize=64)
@@ -62,7 +80,7 @@ class Signer:
             PackageTooLarge: the package is over ``max_size`` bytes.
         """
         try:
-            body: bytes = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+            body = fast_dumps(obj)
         except Exception as exc:  # pickling raises many kinds; the caller needs one
             raise TypeError(f"cannot pickle the task: {exc}") from exc
         flags = 0

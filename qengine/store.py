@@ -9,7 +9,6 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import cloudpickle
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -17,6 +16,7 @@ from .cache import ResultCache, get_cache
 from .config import Config, get_config, mask_url, on_reset
 from .db import MetaRow, TaskRow, get_engine, writing
 from .errors import StoreError
+from .signing import fast_dumps
 from .task import Outcome, Task, func_name
 
 __all__ = ["ResultStore", "dumps", "embedded_secret", "get_store", "loads"]
@@ -28,8 +28,7 @@ _PRUNE_CHUNK = 500
 
 def dumps(value: Any) -> bytes:
     """Pickle a value for a binary column or the cache (lambdas and closures included)."""
-    blob: bytes = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    return blob
+    return fast_dumps(value)
 
 
 def loads(blob: bytes | None) -> Any:

@@ -51,6 +51,7 @@ def fresh_config(tmp_path, monkeypatch) -> Iterator[None]:
     for var in list(os.environ):
         if var.startswith(ENV_PREFIX) and not var.startswith(ENV_PREFIX + "TEST_"):
             monkeypatch.delenv(var)
+    monkeypatch.setattr(qengine.config, "_config_file", None)
     qengine.configure(store=f"sqlite:///{tmp_path}/qengine.sqlite3")
     yield
     qengine.config._replace(None)
