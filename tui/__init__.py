@@ -1,1 +1,4 @@
-"""tui: the Textual monitor ``qmonitor``. Not built yet."""
+"""tui: the Textual monitor ``qmonitor`` (clusters, tasks, failures, schedules, queue).
+
+It talks to qengine only through ``tui.source``, and never imports Django.
+"""
