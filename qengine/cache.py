@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -192,6 +193,19 @@ def _redis_client(config: Config, url: str | None) -> redis.Redis:
     return redis_client(config, url)
 
 
+CacheFactory = Callable[[str], "ResultCache | None"]
+_factories: list[CacheFactory] = []
+
+
+def register_cache_factory(factory: CacheFactory) -> None:
+    """Let an integration serve ``cache`` names of its own (qdjango: Django cache aliases).
+
+    ``factory(name)`` returns a cache for a name it knows, else None.
+    """
+    if factory not in _factories:
+        _factories.append(factory)
+
+
 def get_cache(config: Config) -> ResultCache:
     """The cache ``config.cache`` names; by default the broker's Redis, else the store."""
     choice = config.cache
@@ -209,6 +223,8 @@ def get_cache(config: Config) -> ResultCache:
         elif choice == "redis" or choice.startswith(("redis://", "rediss://", "unix://")):
             cache = RedisCache(_redis_client(config, None if choice == "redis" else choice))
         else:
+            cache = next(filter(None, (factory(choice) for factory in _factories)), None)
+        if cache is None:
             raise ConfigError(
                 f"config key 'cache' has the invalid value {config.cache!r}: "
                 "a redis:// URL, 'store' or 'memory' (Django cache aliases need qdjango)"

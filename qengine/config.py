@@ -34,6 +34,7 @@ __all__ = [
     "mask_url",
     "on_reset",
     "set_config_file",
+    "set_loader",
 ]
 
 DEFAULT_STORE = "sqlite:///qengine.sqlite3"
@@ -423,10 +424,25 @@ def configure(config: Config | None = None, **keys: Any) -> Config:
     return new
 
 
+_loader: Callable[[], Config] = load_config
+
+
+def set_loader(loader: Callable[[], Config] | None) -> None:
+    """Build the current configuration with ``loader`` from now on (None: the default).
+
+    A framework integration (qdjango) installs one that reads its settings,
+    so that nothing is read before the first use; the current configuration
+    is dropped and the loader runs on the next ``get_config()``.
+    """
+    global _loader
+    _loader = loader or load_config
+    _replace(None)
+
+
 def get_config() -> Config:
-    """The current configuration, loaded from the environment on first use."""
+    """The current configuration, loaded (environment, file, framework) on first use."""
     global _current
     with _lock:
         if _current is None:
-            _current = load_config()
+            _current = _loader()
         return _current

@@ -193,6 +193,17 @@ def normalize_url(url: str) -> str:
 
 _engines: dict[str, Engine] = {}
 _created: set[str] = set()
+_create_tables = True
+
+
+def set_create_tables(enabled: bool) -> None:
+    """Whether engines create the engine's tables on first use.
+
+    qdjango turns this off: its migrations own the tables there, and a
+    table created behind their back would make ``migrate`` fail.
+    """
+    global _create_tables
+    _create_tables = enabled
 _engines_lock = threading.Lock()
 
 
@@ -238,7 +249,7 @@ def get_engine(url: str) -> Engine:
             else:
                 engine = create_engine(url, pool_pre_ping=True, pool_recycle=3600)
             _engines[url] = engine
-        if url not in _created:
+        if _create_tables and url not in _created:
             # Under the lock so threads of one process create the tables once; on SQLite
             # with the write lock taken first, so other processes wait instead of failing.
             with writing(engine) as conn:

@@ -56,7 +56,9 @@ __all__ = [
     "Enqueue",
     "Schedule",
     "advance",
+    "check_values",
     "claim_due",
+    "first_run",
     "next_run_after",
     "schedule",
     "seconds_until_due",
@@ -266,6 +268,34 @@ def schedule(
     return item.save()
 
 
+def first_run(schedule_type: str, cron: str | None, now: datetime | None = None) -> datetime:
+    """When a schedule created without ``next_run`` runs first: now, or its first cron slot."""
+    now = now or datetime.now(UTC)
+    if schedule_type == CRON and isinstance(cron, str):
+        return _cron_after(cron, now, get_config().zone)
+    return now
+
+
+def check_values(values: Mapping[str, Any]) -> Schedule:
+    """Validate a schedule given as column values, the way an editor holds them.
+
+    ``args`` and ``kwargs`` are literal text (``"1, 2, 'John'"``), ``q_options``
+    a dict. For editors other than ``schedule()`` (Django's admin and
+    models), so they refuse what ``schedule()`` refuses.
+
+    Raises:
+        ScheduleError: what is wrong, naming the field.
+    """
+    row = {column: values.get(column) for column in _table.c.keys()}  # noqa: SIM118
+    row["q_options"] = None
+    item = _from_row(row)  # type: ignore[arg-type]
+    item.q_options = values.get("q_options") or None
+    if item.next_run is not None:
+        item.next_run = _to_utc(item.next_run)
+    _validate(item)
+    return item
+
+
 # -- validation and rows --------------------------------------------------------------
 
 
@@ -385,11 +415,31 @@ def _literal(text: str | None, schedule_id: int, column: str) -> Any:
         raise ScheduleError(f"schedule {schedule_id}: {column} {text!r} is not a literal") from exc
 
 
+def _keywords(text: str | None, schedule_id: int) -> Any:
+    """Keyword arguments as a dict literal or as ``x=1, name='John'`` (the admin's form)."""
+    if text is None or not text.strip():
+        return {}
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        pass
+    try:
+        call = ast.parse(f"f({text})", mode="eval").body
+        if not isinstance(call, ast.Call) or call.args:
+            raise ValueError("positional values")
+        return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg}
+    except (ValueError, SyntaxError) as exc:
+        raise ScheduleError(
+            f"schedule {schedule_id}: kwargs {text!r} is neither a dict literal nor "
+            "name=value pairs of literals"
+        ) from exc
+
+
 def _from_row(row: RowMapping) -> Schedule:
     args = _literal(row["args"], row["id"], "args")
     # The admin may hold "2, -2" (a tuple) or "9" (one value), as the spec's examples do.
     args = () if args is None else args if isinstance(args, tuple) else (args,)
-    kwargs = _literal(row["kwargs"], row["id"], "kwargs") or {}
+    kwargs = _keywords(row["kwargs"], row["id"])
     if not isinstance(kwargs, dict):
         raise ScheduleError(f"schedule {row['id']}: kwargs {row['kwargs']!r} is not a dict")
     options = pickle.loads(row["q_options"]) if row["q_options"] else {}

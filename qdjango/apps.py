@@ -1,0 +1,44 @@
+"""The app config: hooks the engine to Django settings, signals and cache when Django starts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import AppConfig
+from django.core.signals import setting_changed
+from django.utils.translation import gettext_lazy as _
+
+_WATCHED = {"Q_CLUSTER", "SECRET_KEY", "DATABASES", "CACHES"}
+
+
+class QDjangoConfig(AppConfig):
+    name = "qdjango"
+    label = "qdjango"
+    verbose_name = _("Django Q")
+    default_auto_field = "django.db.models.AutoField"
+
+    def ready(self) -> None:
+        from qengine import config, db
+
+        from . import conf
+
+        # Migrations own the tables in a Django project.
+        db.set_create_tables(False)
+        config.set_loader(conf.load)
+        from qengine.cache import register_cache_factory
+
+        from .cache import django_cache
+
+        register_cache_factory(django_cache)
+        setting_changed.connect(_reload, dispatch_uid="qdjango.reload")
+        label = conf.q_cluster().get("label")
+        if label:
+            self.verbose_name = label
+        from . import checks, signals  # noqa: F401  (registration on import)
+
+
+def _reload(*, setting: str, **_: Any) -> None:
+    if setting in _WATCHED:
+        from qengine import config
+
+        config._replace(None)

@@ -1,0 +1,58 @@
+"""The engine configured from Django settings, in sync mode: results become model instances."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import override_settings
+
+import qengine
+from qdjango.models import Failure, Schedule, Success, Task
+from qengine.config import get_config
+from qengine.errors import ScheduleError
+from qengine.schedules import Schedule as EngineSchedule
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_configuration_comes_from_settings(settings) -> None:
+    config = get_config()
+    assert config.secret_key == settings.SECRET_KEY
+    assert config.name == settings.Q_CLUSTER["name"]
+    assert config.broker_kind == "orm"
+    assert config.store.startswith("sqlite") or config.store.startswith("postgresql")
+
+
+def test_changed_settings_are_read_again() -> None:
+    with override_settings(Q_CLUSTER={"name": "other", "label": "Jobs", "orm": "default"}):
+        assert get_config().name == "other"
+    assert get_config().name != "other"
+
+
+def test_sync_task_is_a_model_row() -> None:
+    task_id = qengine.async_task("math.copysign", 2, -2, sync=True)
+    task = Task.objects.get(id=task_id)
+    assert task.result == -2.0
+    assert task.success is True
+    assert task.args == (2, -2)
+    assert Success.objects.filter(id=task_id).exists()
+    assert not Failure.objects.filter(id=task_id).exists()
+    assert Task.get_result(task_id) == -2.0
+
+
+def test_failed_sync_task_is_a_failure_row() -> None:
+    task_id = qengine.async_task("math.floor", "x", sync=True)
+    failure = Failure.objects.get(id=task_id)
+    assert "must be real number" in str(failure.result)
+
+
+def test_schedule_model_refuses_what_schedule_refuses() -> None:
+    with pytest.raises(ScheduleError, match="cron"):
+        Schedule(func="math.floor", schedule_type=Schedule.CRON, cron="not cron").save()
+    assert not Schedule.objects.exists()
+    item = Schedule(func="math.copysign", args="2, -2", kwargs="x=1", schedule_type="I", minutes=5)
+    item.save()
+    engine = EngineSchedule.get(item.pk)
+    assert engine is not None
+    assert engine.args == (2, -2)
+    assert engine.kwargs == {"x": 1}
+    assert engine.next_run == Schedule.objects.get(pk=item.pk).next_run
