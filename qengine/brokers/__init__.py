@@ -42,7 +42,8 @@ def make_broker(config: Config, list_key: str | None = None) -> Broker:
         from .redis import RedisBroker
 
         return RedisBroker(config, list_key)
-    if kind == "orm":
+    if kind == "orm" and not config.broker:
+        # qdjango resolves the alias into ``broker`` (that database's URL); then it is SQL.
         raise ConfigError(
             "config key 'orm' names a Django database: the orm broker needs qdjango "
             "(add 'qdjango' to INSTALLED_APPS), or set 'broker' to a database URL instead"

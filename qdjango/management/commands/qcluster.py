@@ -1,0 +1,35 @@
+"""``manage.py qcluster``: run a cluster with the project's settings until SIGTERM or Ctrl+C."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from qengine.cli import LOG_FORMAT
+from qengine.config import get_config
+from qengine.errors import QEngineError
+
+
+class Command(BaseCommand):
+    help = "Run a cluster: take tasks from the broker and run them."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--run-once", action="store_true", help="process what is queued now, then stop"
+        )
+        parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        logging.basicConfig(
+            level=options["log_level"].upper(), format=LOG_FORMAT, datefmt="%H:%M:%S"
+        )
+        from qdjango.cluster import Cluster
+
+        try:
+            status = Cluster(get_config(), run_once=options["run_once"]).run()
+        except QEngineError as exc:
+            raise CommandError(f"cluster cannot start: {exc}") from exc
+        if status:
+            raise CommandError(f"cluster stopped with status {status}", returncode=status)
