@@ -26,6 +26,7 @@ from ..brokers import make_broker
 from ..config import Config, get_config
 from ..errors import BrokerError
 from ..notify import notify_safely
+from ..reporters import get_reporters
 from ..signing import get_signer, resolve_secret
 from ..status import Stat
 from ..store import get_store
@@ -176,6 +177,8 @@ class Cluster:
         self.secret = resolve_secret(config)
         self.broker = make_broker(config)
         self.store = get_store(config)
+        # A bad error_reporter stops the start, not the monitor at the first failed task.
+        get_reporters(config)
         self.new_pool()
         self.monitor = Monitor(self)
         self.monitor.thread.start()

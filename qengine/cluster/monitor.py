@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Config
 from ..errors import BrokerError, StoreError
+from ..reporters import report_failures
 from ..signals import SENDER, post_execute
 from ..store import ResultStore, dumps, get_store, loads, outcome_task
 from ..task import Outcome, Task, TaskMessage
@@ -88,7 +89,11 @@ def finish(
     broker: Broker | None = None,
     store: ResultStore | None = None,
 ) -> None:
-    """Save a batch of outcomes, then run hooks, continue chains and send ``post_execute``."""
+    """Save a batch of outcomes, report failures, run hooks, continue chains, send ``post_execute``.
+
+    Failures are reported right after the save, so a hook or chain that fails
+    later cannot keep them from the error reporters.
+    """
     store = store or get_store(config)
     to_store: list[Outcome] = []
     for outcome in outcomes:
@@ -97,6 +102,7 @@ def finish(
             to_store.append(outcome)
     if to_store:
         store.save_outcomes(to_store)
+    report_failures(outcomes, config)
 
     for outcome in outcomes:
         message = outcome.message
