@@ -1,8 +1,9 @@
 """Markers, service fixtures and per-test isolation for the whole suite.
 
 Services come from QENGINE_TEST_REDIS_URL, QENGINE_TEST_DATABASE_URL (PostgreSQL)
-and QENGINE_TEST_MARIADB_URL, defaulting to the loopback servers. A missing
-service skips its tests locally and fails them when CI is set.
+and QENGINE_TEST_MARIADB_URL, defaulting to the loopback servers; SQS and MongoDB
+servers are started by the session (tests/servers.py). A missing service skips
+its tests locally and fails them when CI is set.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 import qengine
 from qengine.config import ENV_PREFIX
 from qengine.db import Base, get_engine, normalize_url
+from tests.servers import mongo_server, sqs_server  # noqa: F401 - session fixtures
 
 REDIS_URL = os.environ.get("QENGINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(

@@ -42,6 +42,24 @@ def make_broker(config: Config, list_key: str | None = None) -> Broker:
         from .redis import RedisBroker
 
         return RedisBroker(config, list_key)
+    if kind == "sqs":
+        try:
+            from .sqs import SQSBroker
+        except ImportError as exc:
+            raise ConfigError(
+                f"config key 'sqs' needs boto3, which cannot be imported ({exc}): "
+                "pip install 'qengine[sqs]'"
+            ) from exc
+        return SQSBroker(config, list_key)
+    if kind == "mongo":
+        try:
+            from .mongo import MongoBroker
+        except ImportError as exc:
+            raise ConfigError(
+                f"config key 'mongo' needs pymongo, which cannot be imported ({exc}): "
+                "pip install 'qengine[mongo]'"
+            ) from exc
+        return MongoBroker(config, list_key)
     if kind == "orm" and not config.broker:
         # qdjango resolves the alias into ``broker`` (that database's URL); then it is SQL.
         raise ConfigError(

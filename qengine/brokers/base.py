@@ -123,3 +123,10 @@ class Broker(ABC):
 
     # Brokers may carry a connection users passed in (``redis`` client, engine…).
     connection: Any = None
+
+    package_limit_bytes: int | None = None
+    """Largest package the broker's server accepts, when it has a limit of its own.
+
+    Brokers with one (SQS: 256 KiB, MongoDB: 16 MiB documents) refuse larger
+    packages at enqueue with ``PackageTooLarge``; None: only ``max_package_size``.
+    """

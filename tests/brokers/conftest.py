@@ -10,6 +10,7 @@ import redis
 
 from qengine.brokers import Broker, get_broker
 from qengine.config import load_config
+from tests.servers import SQS_KEYS
 
 SECRET = "broker-suite-secret"
 
@@ -20,12 +21,17 @@ BROKERS = [
     pytest.param("sqlite"),
     pytest.param("postgres", marks=pytest.mark.postgres),
     pytest.param("mariadb", marks=pytest.mark.mariadb),
+    pytest.param("sqs", marks=pytest.mark.sqs),
+    pytest.param("mongo", marks=pytest.mark.mongo),
     pytest.param("custom"),
 ]
 
+MONGO_DB = "qengine-test"
+"""The database of the MongoDB broker's tests; queues are apart by their names."""
+
 
 @pytest.fixture(params=BROKERS)
-def broker_keys(request: pytest.FixtureRequest, tmp_path: Any) -> dict[str, str]:
+def broker_keys(request: pytest.FixtureRequest, tmp_path: Any) -> dict[str, Any]:
     """The config keys that select one broker (its server's fixture skips when it is down)."""
     kind = request.param
     if kind == "redis":
@@ -34,13 +40,17 @@ def broker_keys(request: pytest.FixtureRequest, tmp_path: Any) -> dict[str, str]
         return {"broker": request.getfixturevalue("postgres_url")}
     if kind == "mariadb":
         return {"broker": request.getfixturevalue("mariadb_url")}
+    if kind == "sqs":
+        return {"sqs": {**SQS_KEYS, "endpoint_url": request.getfixturevalue("sqs_server").url}}
+    if kind == "mongo":
+        return {"mongo": request.getfixturevalue("mongo_server").url, "mongo_db": MONGO_DB}
     if kind == "sqlite":
         return {"broker": f"sqlite:///{tmp_path}/broker.sqlite3"}
     return {"broker_class": "tests.brokers.custom.MemoryBroker"}
 
 
 @pytest.fixture
-def make_broker(broker_keys: dict[str, str], cluster_name: str) -> Iterator[MakeBroker]:
+def make_broker(broker_keys: dict[str, Any], cluster_name: str) -> Iterator[MakeBroker]:
     """Build brokers through ``get_broker``; every queue they touched is deleted afterwards.
 
     Each call is a new instance, hence a new consumer: two calls with the same
