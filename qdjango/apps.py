@@ -30,6 +30,11 @@ class QDjangoConfig(AppConfig):
         from .cache import django_cache
 
         register_cache_factory(django_cache)
+        from qengine.brokers.redis import register_client_provider
+
+        from .brokers import django_redis_client
+
+        register_client_provider(django_redis_client)
         setting_changed.connect(_reload, dispatch_uid="qdjango.reload")
         label = conf.q_cluster().get("label")
         if label:

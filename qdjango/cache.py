@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.core.cache import caches
-from django.core.cache.backends.base import BaseCache
+from django.core.cache.backends.base import BaseCache, InvalidCacheBackendError
 from django.core.cache.backends.locmem import LocMemCache
 from django.utils.connection import ConnectionDoesNotExist
 
@@ -69,5 +69,5 @@ def django_cache(name: str) -> DjangoCache | None:
     """The engine's cache factory for Django cache aliases."""
     try:
         return DjangoCache(caches[name])
-    except (ConnectionDoesNotExist, KeyError):
+    except (ConnectionDoesNotExist, InvalidCacheBackendError, KeyError):  # not an alias
         return None

@@ -19,6 +19,7 @@ from sqlalchemy.engine import URL
 
 from qengine.config import Config, get_config, load_config
 from qengine.errors import ConfigError
+from qengine.status import STATES
 
 __all__ = ["Conf", "database_url", "load", "q_cluster"]
 
@@ -100,6 +101,9 @@ class _ConfMeta(type):
 
 class Conf(metaclass=_ConfMeta):
     """django_q's ``Conf``: ``Conf.WORKERS``, ``Conf.PREFIX``… read the current configuration."""
+
+    # Cluster states as ``Stat.status`` holds them; the spec's health check compares with these.
+    STARTING, IDLE, WORKING, STOPPING, STOPPED = STATES
 
     @classmethod
     def config(cls) -> Config:

@@ -22,19 +22,23 @@ __all__ = ["CacheEntry", "Failure", "OrmQ", "Schedule", "StatEntry", "Success", 
 class Task(models.Model):
     """A finished task (success or failure) as the cluster saved it."""
 
-    id = models.CharField(max_length=32, primary_key=True, editable=False)
-    name = models.CharField(max_length=100, editable=False, db_index=True)
-    func = models.CharField(max_length=256, db_index=True)
-    hook = models.CharField(max_length=256, null=True)
-    args = PickledField(null=True)
-    kwargs = PickledField(null=True)
-    result = PickledField(null=True)
-    group = models.CharField(max_length=100, null=True, editable=False, db_index=True)
-    started = models.DateTimeField(editable=False)
-    stopped = models.DateTimeField(editable=False, db_index=True)
-    success = models.BooleanField(default=True, editable=False, db_index=True)
-    attempt_count = models.IntegerField(default=0)
-    cluster = models.CharField(max_length=100, null=True)
+    id = models.CharField(verbose_name=_("ID"), max_length=32, primary_key=True, editable=False)
+    name = models.CharField(verbose_name=_("name"), max_length=100, editable=False, db_index=True)
+    func = models.CharField(verbose_name=_("function"), max_length=256, db_index=True)
+    hook = models.CharField(verbose_name=_("hook"), max_length=256, null=True)
+    args = PickledField(verbose_name=_("arguments"), null=True)
+    kwargs = PickledField(verbose_name=_("keyword arguments"), null=True)
+    result = PickledField(verbose_name=_("result"), null=True)
+    group = models.CharField(
+        verbose_name=_("group"), max_length=100, null=True, editable=False, db_index=True
+    )
+    started = models.DateTimeField(verbose_name=_("started"), editable=False)
+    stopped = models.DateTimeField(verbose_name=_("stopped"), editable=False, db_index=True)
+    success = models.BooleanField(
+        verbose_name=_("success"), default=True, editable=False, db_index=True
+    )
+    attempt_count = models.IntegerField(verbose_name=_("attempts"), default=0)
+    cluster = models.CharField(verbose_name=_("cluster"), max_length=100, null=True)
 
     class Meta:
         db_table = "q_task"
@@ -154,28 +158,52 @@ class Schedule(models.Model):
         (CRON, _("Cron")),
     )
 
-    name = models.CharField(max_length=100, null=True, blank=True, unique=True)
-    func = models.CharField(max_length=256, help_text=_("e.g. module.tasks.function"))
-    hook = models.CharField(
-        max_length=256, null=True, blank=True, help_text=_("e.g. module.tasks.result_function")
+    name = models.CharField(
+        verbose_name=_("name"), max_length=100, null=True, blank=True, unique=True
     )
-    args = models.TextField(null=True, blank=True, help_text=_("e.g. 1, 2, 'John'"))
-    kwargs = models.TextField(null=True, blank=True, help_text=_("e.g. x=1, y=2, name='John'"))
+    func = models.CharField(
+        verbose_name=_("function"), max_length=256, help_text=_("e.g. module.tasks.function")
+    )
+    hook = models.CharField(
+        verbose_name=_("hook"),
+        max_length=256,
+        null=True,
+        blank=True,
+        help_text=_("e.g. module.tasks.result_function"),
+    )
+    args = models.TextField(
+        verbose_name=_("arguments"), null=True, blank=True, help_text=_("e.g. 1, 2, 'John'")
+    )
+    kwargs = models.TextField(
+        verbose_name=_("keyword arguments"),
+        null=True,
+        blank=True,
+        help_text=_("e.g. x=1, y=2, name='John'"),
+    )
     schedule_type = models.CharField(
         max_length=1, choices=TYPE, default=ONCE, verbose_name=_("Schedule Type")
     )
     minutes = models.IntegerField(
-        null=True, blank=True, help_text=_("Number of minutes for the Minutes type")
+        verbose_name=_("minutes"),
+        null=True,
+        blank=True,
+        help_text=_("Number of minutes for the Minutes type"),
     )
-    cron = models.CharField(max_length=100, null=True, blank=True, help_text=_("Cron expression"))
+    cron = models.CharField(
+        verbose_name=_("cron"),
+        max_length=100,
+        null=True,
+        blank=True,
+        help_text=_("Cron expression"),
+    )
     repeats = models.IntegerField(default=-1, verbose_name=_("Repeats"),
                                   help_text=_("n = n times, -1 = forever"))  # fmt: skip
     next_run = models.DateTimeField(
         verbose_name=_("Next Run"), default=None, null=True, db_index=True
     )
-    cluster = models.CharField(max_length=100, null=True, blank=True)
-    task = models.CharField(max_length=100, null=True, editable=False)
-    q_options = PickledField(null=True)
+    cluster = models.CharField(verbose_name=_("cluster"), max_length=100, null=True, blank=True)
+    task = models.CharField(verbose_name=_("last task"), max_length=100, null=True, editable=False)
+    q_options = PickledField(verbose_name=_("task options"), null=True)
 
     class Meta:
         db_table = "q_schedule"
@@ -216,11 +244,11 @@ class Schedule(models.Model):
 class OrmQ(models.Model):
     """A package waiting in the SQL broker (the admin's "Queued tasks")."""
 
-    id = models.BigAutoField(primary_key=True)
-    key = models.CharField(max_length=100)
-    payload = models.BinaryField()
-    lock = models.DateTimeField(null=True)
-    deliveries = models.IntegerField(default=0)
+    id = models.BigAutoField(verbose_name=_("ID"), primary_key=True)
+    key = models.CharField(verbose_name=_("queue"), max_length=100)
+    payload = models.BinaryField(verbose_name=_("package"))
+    lock = models.DateTimeField(verbose_name=_("locked until"), null=True)
+    deliveries = models.IntegerField(verbose_name=_("deliveries"), default=0)
 
     class Meta:
         db_table = "q_queue"

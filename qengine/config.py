@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import json
 import os
+import re
 import threading
 import tomllib
 import warnings
@@ -93,6 +94,13 @@ class Config:
     """Django database alias used as the broker (qdjango only)."""
     broker_class: str | None = None
     """Dotted path of a Broker subclass to use instead of the built-in ones."""
+    sqs: dict[str, Any] | None = field(default=None, repr=False)
+    """Amazon SQS as the broker: aws_region, aws_access_key_id, aws_secret_access_key,
+    endpoint_url…; ``{}`` takes region and credentials from boto3's own chain."""
+    mongo: dict[str, Any] | str | None = field(default=None, repr=False)
+    """MongoDB as the broker: MongoClient keyword arguments, or a mongodb:// URI."""
+    mongo_db: str | None = None
+    """Database of the MongoDB broker; None: the URI's database, else 'django-q'."""
     bulk: int = 1
     """Packages taken from the broker per dequeue call."""
     poll: float = 0.2
@@ -106,7 +114,7 @@ class Config:
     """Default for ``cached=``: True keeps results in the cache, n keeps them n seconds."""
     scheduler: bool = True
     """Run the scheduler thread in clusters."""
-    error_reporter: dict[str, Any] = field(default_factory=dict)
+    error_reporter: dict[str, Any] = field(default_factory=dict, repr=False)
     """Error reporter plugins and their settings, by name."""
     cpu_affinity: int = 0
     """Processors each worker is pinned to (Linux); 0 leaves workers unpinned."""
@@ -132,6 +140,13 @@ class Config:
                 ConfigWarning,
                 stacklevel=4,
             )
+        if self.sqs is not None and self.bulk > 10:
+            warnings.warn(
+                f"bulk ({self.bulk}) is over 10, the most SQS delivers at once: "
+                "the SQS broker takes 10 at a time",
+                ConfigWarning,
+                stacklevel=4,
+            )
 
     # -- derived values -------------------------------------------------
 
@@ -148,9 +163,13 @@ class Config:
 
     @property
     def broker_kind(self) -> str:
-        """'custom', 'orm', 'redis' or 'sql'."""
+        """'custom', 'sqs', 'mongo', 'orm', 'redis' or 'sql'."""
         if self.broker_class:
             return "custom"
+        if self.sqs is not None:
+            return "sqs"
+        if self.mongo is not None:
+            return "mongo"
         if self.orm:
             return "orm"
         scheme = urlsplit(self.broker_url).scheme
@@ -185,6 +204,16 @@ class Config:
                 out["redis"] = mask_url(out["redis"])
             elif isinstance(out["redis"], dict) and out["redis"].get("password"):
                 out["redis"] = {**out["redis"], "password": "********"}
+            if isinstance(out["sqs"], dict) and out["sqs"].get("aws_secret_access_key"):
+                out["sqs"] = {**out["sqs"], "aws_secret_access_key": "********"}
+            out["mongo"] = _mask_mongo(out["mongo"])
+            # Reporter settings are mostly credentials (DSNs, tokens): show only their keys.
+            out["error_reporter"] = {
+                name: dict.fromkeys(settings, "********")
+                if isinstance(settings, dict)
+                else "********"
+                for name, settings in out["error_reporter"].items()
+            }
         return out
 
 
@@ -195,11 +224,25 @@ UNSUPPORTED: dict[str, str] = {
     "disque_nodes": "Disque is discontinued; plug a broker in with broker_class instead",
     "disque_auth": "Disque is discontinued; plug a broker in with broker_class instead",
     "iron_mq": "IronMQ is not supported; plug a broker in with broker_class instead",
-    "sqs": "the SQS broker is not available yet; use redis or a SQL broker",
-    "mongo": "the MongoDB broker is not available yet; use redis or a SQL broker",
-    "mongo_db": "the MongoDB broker is not available yet; use redis or a SQL broker",
     "has_replica": "not needed: the SQL broker always reads from the database it writes to",
 }
+
+
+def _mask_mongo(value: Any) -> Any:
+    """The ``mongo`` key with the password of its URI or dict hidden.
+
+    MongoDB URIs may list several hosts (``h1:1,h2:2``), which ``mask_url`` cannot parse.
+    """
+    if isinstance(value, str):
+        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1********@", value)
+    if isinstance(value, dict):
+        masked = {**value}
+        if masked.get("password"):
+            masked["password"] = "********"
+        if isinstance(masked.get("host"), str):
+            masked["host"] = _mask_mongo(masked["host"])
+        return masked
+    return value
 
 
 def mask_url(url: str) -> str:
@@ -305,6 +348,78 @@ def _validate(c: Config) -> None:
         zoneinfo.ZoneInfo(str(c.time_zone))
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
         raise _fail("time_zone", c.time_zone, "an IANA zone name such as 'Europe/Paris'") from exc
+    _validate_sqs_mongo(c)
+
+
+SQS_KEYS = ("aws_region", "region_name", "aws_access_key_id", "aws_secret_access_key",
+            "aws_session_token", "profile_name", "endpoint_url")  # fmt: skip
+"""What the ``sqs`` dict may hold: boto3 session arguments (aws_region as the spec spells
+region_name) and the endpoint of an SQS-compatible server."""
+
+_MONGO_DB_FORBIDDEN = set('/\\. "$\0')
+
+
+def _validate_sqs_mongo(c: Config) -> None:
+    """The SQS and MongoDB keys, and that no two keys choose a broker.
+
+    Messages name the offending entry, never the dict's values: they hold credentials.
+    """
+    if c.sqs is not None:
+        if not isinstance(c.sqs, dict):
+            raise ConfigError(
+                f"config key 'sqs' must be a dict such as {{'aws_region': 'us-east-1'}}, "
+                f"not {type(c.sqs).__name__}"
+            )
+        for key, value in c.sqs.items():
+            if key not in SQS_KEYS:
+                allowed = ", ".join(SQS_KEYS)
+                raise ConfigError(
+                    f"config key 'sqs' has the unknown entry {key!r}; allowed: {allowed}"
+                )
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"config key 'sqs' entry {key!r} must be a non-empty string")
+        if "aws_region" in c.sqs and "region_name" in c.sqs:
+            raise ConfigError("config key 'sqs' has both 'aws_region' and 'region_name': keep one")
+        if ("aws_access_key_id" in c.sqs) != ("aws_secret_access_key" in c.sqs):
+            raise ConfigError(
+                "config key 'sqs' needs 'aws_access_key_id' and 'aws_secret_access_key' "
+                "together (or neither, for boto3's own credential chain)"
+            )
+        endpoint = c.sqs.get("endpoint_url")
+        if endpoint is not None and urlsplit(endpoint).scheme not in {"http", "https"}:
+            raise _fail("sqs", {"endpoint_url": endpoint}, "endpoint_url must be an http(s):// URL")
+    if c.mongo is not None:
+        if isinstance(c.mongo, str):
+            if not c.mongo.startswith(("mongodb://", "mongodb+srv://")):
+                raise _fail(
+                    "mongo",
+                    _mask_mongo(c.mongo),
+                    "a URI starting with mongodb:// or mongodb+srv://, or a dict of "
+                    "MongoClient arguments",
+                )
+        elif not isinstance(c.mongo, dict) or not all(isinstance(k, str) for k in c.mongo):
+            raise ConfigError(
+                "config key 'mongo' must be a dict of MongoClient arguments or a mongodb:// URI, "
+                f"not {type(c.mongo).__name__}"
+            )
+    if c.mongo_db is not None and (
+        not isinstance(c.mongo_db, str)
+        or not 0 < len(c.mongo_db) < 64
+        or _MONGO_DB_FORBIDDEN & set(c.mongo_db)
+    ):
+        raise _fail(
+            "mongo_db",
+            c.mongo_db,
+            'None or a MongoDB database name: 1 to 63 characters, none of / \\ . space " $',
+        )
+    if c.broker_class:
+        return  # a custom broker may read any of these keys
+    chosen = [key for key in ("sqs", "mongo") if getattr(c, key) is not None]
+    chosen += [key for key in ("orm", "broker") if getattr(c, key)][:1]
+    if len(chosen) > 1:
+        raise ConfigError(
+            f"config keys {chosen[0]!r} and {chosen[1]!r} both choose the broker: set only one"
+        )
 
 
 # -- parsing strings (environment) ------------------------------------------
@@ -315,7 +430,8 @@ _BOOL_KEYS = {"daemonize_workers", "ack_failures", "compress", "sync", "catch_up
 _INT_KEYS = {"workers", "recycle", "max_rss", "max_attempts", "save_limit", "queue_limit",
              "bulk", "cpu_affinity", "max_package_size"}  # fmt: skip
 _FLOAT_KEYS = {"timeout", "retry", "guard_cycle", "poll"}
-_OPTIONAL = {"max_rss", "timeout", "queue_limit", "redis", "django_redis", "orm",
+_OPTIONAL = {"max_rss", "timeout", "queue_limit", "redis", "django_redis", "orm", "sqs", "mongo",
+             "mongo_db",
              "broker_class", "broker", "cache", "secret_key"}  # fmt: skip
 
 
@@ -335,7 +451,7 @@ def _parse_env(key: str, raw: str) -> Any:
             return int(number) if number.is_integer() else number
         if key == "cached":
             return _BOOLS[text.lower()] if text.lower() in _BOOLS else int(text)
-        if key == "error_reporter" or (key == "redis" and text.startswith("{")):
+        if key in {"error_reporter", "sqs"} or (key in {"redis", "mongo"} and text.startswith("{")):
             return json.loads(text)
     except (KeyError, ValueError) as exc:
         raise ConfigError(f"environment variable {var}={raw!r} cannot be read as {key}") from exc

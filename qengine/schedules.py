@@ -375,12 +375,18 @@ def _check_options(options: Any) -> None:
         raise ScheduleError("q_options cannot hold a broker instance: schedules are stored")
     from .api import OPTION_KEYS  # the API imports the cluster; only needed when options exist
 
-    unknown = sorted(set(options) - OPTION_KEYS)
+    # The spec names a broker for a schedule's tasks by its name ('broker_name'); the
+    # scheduler accepts it and falls back to the cluster's own broker.
+    allowed = (OPTION_KEYS - {"broker"}) | {"broker_name"}
+    unknown = sorted(set(options) - allowed)
     if unknown:
         raise ScheduleError(
             f"unknown q_options key(s) {', '.join(map(repr, unknown))}; "
-            f"allowed: {', '.join(sorted(OPTION_KEYS - {'broker'}))}"
+            f"allowed: {', '.join(sorted(allowed))}"
         )
+    broker_name = options.get("broker_name")
+    if broker_name is not None and not isinstance(broker_name, str):
+        raise ScheduleError(f"q_options broker_name must be a string, not {broker_name!r}")
     try:
         cloudpickle.dumps(dict(options))
     except Exception as exc:  # pickling raises whatever the offending object raises

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from textual.app import App
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.worker import Worker, WorkerState
 
 from .model import ActionResult, PollRequest, ScheduleInfo, Snapshot, TaskFilter, TaskInfo
@@ -125,8 +126,13 @@ class QMonitorApp(App[None]):
         for part in (*snapshot.checked, STALLED, MONITOR):
             self.problems.pop(part, None)
         self.problems.update(snapshot.problems)
-        self.monitor.show_snapshot(snapshot)
-        self.monitor.show_problems(self.problems)
+        try:
+            self.monitor.show_snapshot(snapshot)
+            self.monitor.show_problems(self.problems)
+        except NoMatches:
+            # A poll that ends while the screen is still being built or already torn
+            # down (quitting) has nothing to show; the next one will.
+            return
         self.snapshots += 1
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

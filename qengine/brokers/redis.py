@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -20,10 +20,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from ..config import Config, mask_url
-from ..errors import BrokerError, BrokerUnavailable
+from ..errors import BrokerError, BrokerUnavailable, ConfigError
 from .base import Broker, Delivery
 
-__all__ = ["RedisBroker", "redis_client"]
+__all__ = ["ClientProvider", "RedisBroker", "redis_client", "register_client_provider"]
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,48 @@ def _client_url(config: Config, url: str | None = None) -> str | None:
     return url
 
 
+ClientProvider = Callable[[str], redis.Redis | None]
+"""Returns the client of a named connection it knows (e.g. a django-redis cache), else None."""
+
+_providers: list[ClientProvider] = []
+
+
+def register_client_provider(provider: ClientProvider) -> None:
+    """Let an integration resolve ``django_redis`` names into clients of its own pools.
+
+    The engine cannot import Django, so qdjango registers the function that
+    turns a cache alias into that cache's client; sharing its pool keeps a
+    project at the number of Redis connections it already budgets for.
+    """
+    if provider not in _providers:
+        _providers.append(provider)
+
+
+def _provided_client(name: str) -> redis.Redis:
+    for provider in _providers:
+        client = provider(name)
+        if client is not None:
+            return client
+    raise ConfigError(
+        f"config key 'django_redis' has the value {name!r}, but nothing provides that "
+        "connection: it names a django-redis cache of a Django project using qdjango"
+    )
+
+
+def uses_provided_client(config: Config, url: str | None = None) -> bool:
+    """Whether ``redis_client`` hands out a shared client (one it must not close)."""
+    return url is None and bool(config.django_redis)
+
+
 def redis_client(config: Config, url: str | None = None) -> redis.Redis:
-    """A Redis client from ``url``, else the ``broker`` URL, else the ``redis`` dict or URI."""
+    """A Redis client from ``url``, else the ``django_redis`` connection, else the ``broker``
+    URL, else the ``redis`` dict or URI.
+
+    A ``django_redis`` client belongs to its provider's pool: close it, never its pool.
+    """
+    if uses_provided_client(config, url):
+        assert config.django_redis is not None
+        return _provided_client(config.django_redis)
     url = _client_url(config, url)
     if url:
         return redis.Redis.from_url(url, retry=_default_retry())
@@ -142,7 +182,9 @@ class RedisBroker(Broker):
                 the broker opens its own pool with the same settings instead.
         """
         super().__init__(config, list_key)
-        self._owns_client = connection is None
+        # A django_redis pool is shared with the project's cache: never ours to disconnect.
+        own_url = connection is None and not uses_provided_client(config)
+        self._owns_client = own_url
         if connection is None:
             client = redis_client(config)
         elif isinstance(connection, redis.ConnectionPool):
@@ -158,7 +200,7 @@ class RedisBroker(Broker):
             client = redis.Redis(connection_pool=pool)
             self._owns_client = True
         self.connection = client
-        url = _client_url(config) if connection is None else None
+        url = _client_url(config) if own_url else None
         self.url = mask_url(url) if url else _describe(pool)
         self.stream = f"qengine:{self.list_key}:stream"
         self.group = f"qengine:{self.list_key}"

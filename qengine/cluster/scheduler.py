@@ -82,6 +82,6 @@ class Scheduler:
         config = self.cluster.config
         return (
             hasattr(self.cluster.broker, "enqueue_in")
-            and config.broker_kind == "sql"
+            and config.broker_kind in {"sql", "orm"}  # orm: the SQL broker on a Django database
             and normalize_url(config.broker_url) == normalize_url(config.store)
         )

@@ -185,3 +185,12 @@ def test_broker_kind_follows_the_urls():
     assert Config(redis="redis://localhost:6379/1").broker_url == "redis://localhost:6379/1"
     assert Config(broker="postgresql://localhost/x").is_embedded is False
     assert Config(broker_class="a.B").broker_kind == "custom"
+
+
+def test_reporter_settings_are_masked_and_kept_out_of_repr() -> None:
+    config = load_config(
+        {"error_reporter": {"sentry": {"dsn": "https://key@sentry.example/1"}}}, environ={}
+    )
+    assert config.as_dict(masked=True)["error_reporter"] == {"sentry": {"dsn": "********"}}
+    assert config.as_dict(masked=False)["error_reporter"]["sentry"]["dsn"].startswith("https")
+    assert "sentry.example" not in repr(config)
