@@ -6,14 +6,21 @@ from typing import Any
 
 from django.conf import settings
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 
 from qengine.errors import ConfigError
+
+from .conf import q_cluster
 
 
 @checks.register()
 def check_settings(app_configs: Any = None, **_: Any) -> list[checks.CheckMessage]:
     messages: list[checks.CheckMessage] = []
-    if not getattr(settings, "SECRET_KEY", None):
+    try:
+        secret = getattr(settings, "SECRET_KEY", None)
+    except ImproperlyConfigured:  # Django refuses to even read an empty SECRET_KEY
+        secret = None
+    if not secret and not q_cluster().get("secret_key"):
         messages.append(
             checks.Error(
                 "SECRET_KEY is empty: qdjango signs task packages with it",
@@ -27,6 +34,10 @@ def check_settings(app_configs: Any = None, **_: Any) -> list[checks.CheckMessag
         config = get_config()
     except ConfigError as exc:
         messages.append(checks.Error(str(exc), id="qdjango.E002"))
+        return messages
+    except ImproperlyConfigured as exc:
+        if not messages:
+            messages.append(checks.Error(str(exc), id="qdjango.E002"))
         return messages
     if not getattr(settings, "USE_TZ", True):
         messages.append(

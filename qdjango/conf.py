@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from sqlalchemy.engine import URL
 
@@ -85,7 +86,10 @@ def load() -> Config:
     if orm and not keys.get("broker"):
         keys["broker"] = database_url(orm)
     if not keys.get("secret_key"):
-        keys["secret_key"] = getattr(settings, "SECRET_KEY", None) or None
+        try:
+            keys["secret_key"] = getattr(settings, "SECRET_KEY", None) or None
+        except ImproperlyConfigured:  # an empty SECRET_KEY; signing then says what is missing
+            keys["secret_key"] = None
     keys.setdefault("cache", "default")
     return load_config(keys)
 
