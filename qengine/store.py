@@ -232,7 +232,7 @@ class ResultStore:
         stmt = (
             select(TaskRow.__table__)
             .where(*self._group_filter(group_id, failures))
-            .order_by(TaskRow.stopped, TaskRow.id)
+            .order_by(TaskRow.started, TaskRow.id)  # enqueue order, not finish order
         )
         return [_task_from_row(row) for row in self._rows(stmt)]
 
@@ -240,7 +240,7 @@ class ResultStore:
         stmt = (
             select(TaskRow.result)
             .where(*self._group_filter(group_id, failures))
-            .order_by(TaskRow.stopped, TaskRow.id)
+            .order_by(TaskRow.started, TaskRow.id)  # enqueue order, not finish order
         )
         try:
             with self.engine.connect() as conn:
