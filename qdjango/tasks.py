@@ -105,12 +105,19 @@ def fetch(task_id: str, wait: int = 0, cached: bool | None = None) -> Task | Non
     instance; ``save()`` stores it. ``cached`` None follows ``Q_CLUSTER['cached']``
     (django_q's ``Conf.CACHED``), as in every function here that takes it.
     """
-    found = engine_api.fetch(task_id, wait=wait, cached=_is_cached(cached))
-    if found is None:
-        return None
     if _is_cached(cached):
-        return unsaved_task(found)
-    return _tasks().filter(id=found.id).first()
+        found = engine_api.fetch(task_id, wait=wait, cached=True)
+        return None if found is None else unsaved_task(found)
+    if wait:
+        # Only for the engine's wait (notified or polled); the row is then read once, below.
+        found = engine_api.fetch(task_id, wait=wait, cached=False)
+        if found is None:
+            return None
+        task_id = found.id
+    tasks = _tasks()
+    return (
+        tasks.filter(id=task_id).first() or tasks.filter(name=task_id).order_by("-stopped").first()
+    )
 
 
 def fetch_group(

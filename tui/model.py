@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from qengine.status import Summary
+
 __all__ = [
     "ActionResult",
     "ClusterInfo",
@@ -50,23 +52,8 @@ class ClusterInfo:
         return self.queue_limit > 0 and self.task_q >= self.queue_limit
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SummaryInfo:
-    """The qinfo figures over every live cluster of the configured name."""
-
-    name: str
-    clusters: int
-    workers: int
-    restarts: int
-    queued: int
-    successes: int
-    failures: int
-    schedules: int
-    rate: float
-    rate_unit: str
-    """second, minute, hour or day: whichever reads best for the last 24 hours."""
-    avg_time: float
-    """Seconds, over the last 24 hours."""
+SummaryInfo = Summary
+"""The qinfo figures over every live cluster of the configured name (the engine's own)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -238,20 +238,7 @@ class Source:
         return QueueInfo(queued=broker.queue_size(), in_flight=broker.lock_size())
 
     def summary(self) -> SummaryInfo:
-        figures = summary(self.config)
-        return SummaryInfo(
-            name=figures.name,
-            clusters=figures.clusters,
-            workers=figures.workers,
-            restarts=figures.restarts,
-            queued=figures.queued,
-            successes=figures.successes,
-            failures=figures.failures,
-            schedules=figures.schedules,
-            rate=figures.rate,
-            rate_unit=figures.rate_unit,
-            avg_time=figures.avg_time,
-        )
+        return summary(self.config)
 
     def rate(self) -> list[float]:
         return queries.tasks_per_second(
