@@ -15,7 +15,8 @@ __all__ = ["qcluster_main", "qinfo_main"]
 LOG_FORMAT = "%(asctime)s [Q] %(levelname)s %(message)s"
 
 
-def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+def command_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The shared command line of qcluster, qinfo and qmonitor (``--config-file``)."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument(
         "--config-file",
@@ -27,7 +28,9 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 def qcluster_main(argv: list[str] | None = None) -> int:
     """Run a cluster in the foreground until SIGTERM or Ctrl+C."""
-    parser = _parser("qcluster", "Run a qengine cluster: take tasks from the broker and run them.")
+    parser = command_parser(
+        "qcluster", "Run a qengine cluster: take tasks from the broker and run them."
+    )
     parser.add_argument(
         "--run-once", action="store_true", help="process what is queued now, then stop"
     )
@@ -47,7 +50,7 @@ def qcluster_main(argv: list[str] | None = None) -> int:
 
 def qinfo_main(argv: list[str] | None = None) -> int:
     """Print the clusters' summary, the configuration, the ids of running clusters or the health."""
-    parser = _parser("qinfo", "Show what qengine clusters are doing.")
+    parser = command_parser("qinfo", "Show what qengine clusters are doing.")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--config", action="store_true", help="print the effective configuration")
     group.add_argument("--ids", action="store_true", help="print the ids of running clusters")

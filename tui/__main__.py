@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
+
+from qengine.cli import command_parser
 
 __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Open the monitor on the configured broker and store; return the exit status."""
-    parser = argparse.ArgumentParser(
-        prog="qmonitor",
-        description="Watch qengine clusters, tasks, failures, schedules and the queue. "
+    parser = command_parser(
+        "qmonitor",
+        "Watch qengine clusters, tasks, failures, schedules and the queue. "
         "Keys: 1-4 switch tabs, Enter opens a task, q quits.",
-    )
-    parser.add_argument(
-        "--config-file",
-        metavar="FILE",
-        help="TOML file with configuration keys (default: $QENGINE_CONFIG)",
     )
     args = parser.parse_args(argv)
     try:
