@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import os
 import pickle
 import signal
@@ -31,6 +30,7 @@ from qdjango.models import MetaEntry, Schedule, Task
 from qengine.config import get_config
 from qengine.schedules import Schedule as EngineSchedule
 from qengine.status import Stat
+from tests.processes import ClusterProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -176,30 +176,14 @@ def test_qmemory_refreshes_until_interrupted() -> None:
 
 
 @pytest.fixture
-def running_cluster(tmp_path) -> Iterator[subprocess.Popen[bytes]]:
+def running_cluster(tmp_path) -> Iterator[ClusterProcess]:
     """``python -m django qcluster`` in the background, until its status is published."""
-    log_path = tmp_path / "qcluster.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "django", "qcluster"], cwd=ROOT, env=django_env(),
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    process = ClusterProcess(django_env(), tmp_path / "qcluster.log", ["qcluster"], module="django")
     try:
-        deadline = time.monotonic() + 30
-        while not any(s.pid == process.pid for s in Stat.get_all(get_config())):
-            assert process.poll() is None, f"qcluster exited early:\n{log_path.read_text()}"
-            assert time.monotonic() < deadline, f"qcluster did not start:\n{log_path.read_text()}"
-            time.sleep(0.1)
+        process.wait_published(get_config())
         yield process
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(10)
+        process.shutdown()
 
 
 @pytest.mark.cluster

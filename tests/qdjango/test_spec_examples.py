@@ -15,9 +15,7 @@ import contextlib
 import email
 import json
 import os
-import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -54,6 +52,7 @@ from qdjango.tasks import (
     result_group,
     schedule,
 )
+from tests.processes import ClusterProcess
 from tests.qdjango import cluster_settings
 from tests.qdjango import tasks as example_tasks
 
@@ -126,30 +125,11 @@ def cluster(django_db_setup, tmp_path_factory) -> Iterator[RunningCluster]:
         patch = stack.enter_context(pytest.MonkeyPatch.context())
         patch.setenv("QDJANGO_TEST_SPOOL", str(spool))
         stack.enter_context(override_settings(Q_CLUSTER=cluster_settings.Q_CLUSTER))
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "django", "qcluster"], cwd=ROOT, env=env,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        stack.callback(_stop, process)
-        running = RunningCluster(process=process, spool=spool, log=log_path)
-        deadline = time.monotonic() + 30
-        while not any(s.pid == process.pid for s in Stat.get_all()):
-            assert process.poll() is None, f"qcluster exited early:\n{running.output()}"
-            assert time.monotonic() < deadline, f"qcluster did not start:\n{running.output()}"
-            time.sleep(0.05)
+        process = ClusterProcess(env, log_path, ["qcluster"], module="django")
+        stack.callback(process.shutdown)
+        running = RunningCluster(process=process.process, spool=spool, log=log_path)
+        process.wait_published()
         yield running
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
 
 
 # -- 1.4 Tasks -----------------------------------------------------------------------------
