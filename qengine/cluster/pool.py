@@ -24,7 +24,7 @@ from typing import Any
 from ..signing import Signer
 from .worker import execute
 
-__all__ = ["SlotView", "WorkerPool", "run_batch"]
+__all__ = ["RecyclingExecutor", "SlotView", "WorkerPool", "run_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,25 @@ def _noop() -> int:
     return os.getpid()
 
 
+class RecyclingExecutor(ProcessPoolExecutor):
+    """A ProcessPoolExecutor that always replaces a worker that left after ``max_tasks_per_child``.
+
+    CPython 3.11 to 3.13.x (gh-115634) decides whether to replace such a
+    worker by a semaphore that counts finished tasks, not idle workers; under
+    a backlog it can claim an idle worker that has already exited, spawn
+    nothing, and leave queued work with no process to run it, for ever.
+    Here every adjustment fills the pool back to ``max_workers``: the cluster
+    starts all its workers up front anyway, so on-demand spawning buys nothing.
+    """
+
+    def _adjust_process_count(self) -> None:
+        # Called under the executor's shutdown lock, from submit() and from the
+        # manager thread after a worker exited.
+        processes = self._processes  # type: ignore[attr-defined]
+        while processes is not None and len(processes) < self._max_workers:  # type: ignore[attr-defined]
+            self._spawn_process()  # type: ignore[attr-defined]
+
+
 class SlotView:
     """What one worker is doing, read from the shared array by the cluster."""
 
@@ -160,7 +179,7 @@ class WorkerPool:
             context.set_forkserver_preload(["qengine.cluster.pool"])
         self.slots = context.RawArray("d", (workers * 2 + 2) * _FIELDS)
         self.lock = context.Lock()
-        self.executor = ProcessPoolExecutor(
+        self.executor = RecyclingExecutor(
             max_workers=workers,
             mp_context=context,
             initializer=_init_worker,
