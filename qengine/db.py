@@ -204,6 +204,8 @@ def set_create_tables(enabled: bool) -> None:
     """
     global _create_tables
     _create_tables = enabled
+
+
 _engines_lock = threading.Lock()
 
 
