@@ -13,7 +13,7 @@ from .config import Config, get_config
 from .notify import get_notifier
 from .signals import SENDER, pre_enqueue
 from .signing import Signer, get_signer
-from .store import get_store
+from .store import get_store, task_from_values
 from .task import Task, TaskMessage, new_id
 
 __all__ = [
@@ -218,14 +218,16 @@ def fetch(task_id: str, wait: int = 0, cached: bool | None = None) -> Task | Non
     SQL only, it polls the store with a short, growing interval.
     """
     store = get_store()
+    decode = None
     if _cached_default(cached):
         probe = lambda: store.cached(task_id)  # noqa: E731
     else:
         probe = lambda: store.get(task_id)  # noqa: E731
+        decode = task_from_values  # the notification carries the saved row
     if wait != 0:
         notifier = get_notifier(get_config())
         if notifier is not None:
-            return notifier.wait(task_id, probe, wait)  # type: ignore[no-any-return]
+            return notifier.wait(task_id, probe, wait, decode)  # type: ignore[no-any-return]
     return wait_for(probe, wait)  # type: ignore[no-any-return]
 
 

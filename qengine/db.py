@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -180,8 +181,12 @@ _DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"
             "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}  # fmt: skip
 
 
+@lru_cache(maxsize=64)
 def normalize_url(url: str) -> str:
-    """Pick the drivers we install when a URL names none (``postgresql://`` → psycopg 3)."""
+    """Pick the drivers we install when a URL names none (``postgresql://`` → psycopg 3).
+
+    Cached: every store and broker call looks its engine up by URL.
+    """
     try:
         parsed = make_url(url)
     except Exception as exc:  # SQLAlchemy raises ArgumentError and ValueError here

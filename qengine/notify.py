@@ -1,36 +1,67 @@
 """Result notifications over Redis, so a caller waiting for a result wakes when it is saved.
 
-The waiter marks its interest (a short-lived key) and blocks on a list;
-the monitor looks up, once per saved batch, which of its tasks someone
-waits for and pushes to just those lists. Nobody waiting costs one MGET
-per batch. Without Redis, waiting falls back to polling the store.
+The waiter marks its interest (a short-lived key) and blocks on a list.
+Right after saving a batch, the monitor runs one script that, for each
+task someone waits for, clears the interest and pushes the saved row to
+that list, signed; the waiter checks the signature and has its ``Task``
+without reading the store again. A row too large to push, or one that
+fails to verify, is read from the store instead. Nobody waiting costs one
+script call per batch. Without Redis, waiting falls back to polling the
+store.
+
+The notification is sent after the save, never before: a caller woken by
+it, and any caller after it, finds the result in the store.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis
 
 from .config import Config, on_reset
+from .errors import SignatureError
 
-__all__ = ["Notifier", "get_notifier"]
+__all__ = ["Notifier", "get_notifier", "notify_safely"]
+
+log = logging.getLogger(__name__)
 
 LINGER_S = 30
 """How long a notification waits for its reader before Redis drops it."""
+
+PAYLOAD_LIMIT = 64 * 1024
+"""Largest pushed row (bytes); a larger result is read from the store."""
+
+# KEYS: interest and list, pair by pair; ARGV: linger seconds, then one row per pair.
+# Clearing the interest here spares the waiter a round trip after it wakes.
+_NOTIFY = """
+for i = 1, #KEYS, 2 do
+  if redis.call('DEL', KEYS[i]) == 1 then
+    local list = KEYS[i + 1]
+    redis.call('RPUSH', list, ARGV[(i + 1) / 2 + 1])
+    redis.call('EXPIRE', list, ARGV[1])
+  end
+end
+return 0
+"""
 
 
 class Notifier:
     def __init__(self, config: Config) -> None:
         from .brokers.redis import redis_client
+        from .signing import Signer, resolve_secret
 
         self.client = redis_client(config)
         self.prefix = f"qengine:{config.name}"
+        # Its own salt: a signed row can never pass for a task package, nor the reverse.
+        self.signer = Signer(resolve_secret(config), f"{config.name}:result")
+        self.script = self.client.register_script(_NOTIFY)
 
     def _waiting(self, task_id: str) -> str:
         return f"{self.prefix}:waiting:{task_id}"
@@ -38,25 +69,44 @@ class Notifier:
     def _done(self, task_id: str) -> str:
         return f"{self.prefix}:done:{task_id}"
 
-    def notify(self, task_ids: Sequence[str]) -> None:
-        """Wake whoever waits for these tasks (called by the monitor after saving)."""
+    def payload(self, row: Mapping[str, Any] | None) -> bytes:
+        """The signed row to push, or ``b""`` (read it from the store) when too large."""
+        if row is None:
+            return b""
+        result = row.get("result")
+        if result is not None and len(result) > PAYLOAD_LIMIT:
+            return b""
+        return self.signer.dumps(dict(row))
+
+    def notify(
+        self, task_ids: Sequence[str], rows: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> None:
+        """Wake whoever waits for these tasks, handing over the saved ``rows`` where given."""
         if not task_ids:
             return
-        flags = self.client.mget([self._waiting(i) for i in task_ids])
-        waited = [i for i, flag in zip(task_ids, flags, strict=True) if flag]
-        if not waited:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for task_id in waited:
-            pipe.rpush(self._done(task_id), 1)
-            pipe.expire(self._done(task_id), LINGER_S)
-        pipe.execute()
+        keys: list[str] = []
+        args: list[Any] = [LINGER_S]
+        for task_id in task_ids:
+            keys += (self._waiting(task_id), self._done(task_id))
+            args.append(self.payload(rows.get(task_id) if rows else None))
+        self.script(keys=keys, args=args)
 
-    def wait(self, task_id: str, probe: Callable[[], Any], wait: int) -> Any:
-        """``probe()`` until truthy, blocking on the task's notification between tries."""
+    def wait(
+        self,
+        task_id: str,
+        probe: Callable[[], Any],
+        wait: int,
+        decode: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> Any:
+        """``probe()`` until truthy, blocking on the task's notification between tries.
+
+        With ``decode``, a pushed row that verifies is turned into the answer
+        directly instead of probing again.
+        """
         deadline = None if wait < 0 else time.monotonic() + wait / 1000
         interest = math.ceil(wait / 1000) + 1 if wait >= 0 else 3600
         self.client.set(self._waiting(task_id), 1, ex=interest)
+        handed_over = False
         try:
             while True:
                 value = probe()
@@ -68,9 +118,26 @@ class Notifier:
                 # Block at most a second at a time: the result may have been saved just
                 # before our interest was visible, and then only the next probe sees it.
                 block = 1.0 if left is None else min(left, 1.0)
-                self.client.blpop([self._done(task_id)], timeout=max(block, 0.01))
+                popped = self.client.blpop([self._done(task_id)], timeout=max(block, 0.01))
+                if popped is None:
+                    continue
+                row = self._verified(popped[1])
+                if row is not None and decode is not None:
+                    handed_over = True
+                    return decode(row)
         finally:
-            self.client.delete(self._waiting(task_id), self._done(task_id))
+            if not handed_over:  # the monitor cleared what it handed over; the rest is ours
+                self.client.delete(self._waiting(task_id), self._done(task_id))
+
+    def _verified(self, payload: bytes) -> dict[str, Any] | None:
+        if not payload:
+            return None
+        try:
+            row = self.signer.loads(payload)
+        except SignatureError as exc:
+            log.warning("ignored a result notification that does not verify: %s", exc)
+            return None
+        return row if isinstance(row, dict) else None
 
 
 _notifiers: dict[int, tuple[Config, Notifier]] = {}
@@ -95,10 +162,14 @@ def _drop() -> None:
         _notifiers.clear()
 
 
-def notify_safely(config: Config, task_ids: Sequence[str]) -> None:
+def notify_safely(
+    config: Config,
+    task_ids: Sequence[str],
+    rows: Mapping[str, Mapping[str, Any]] | None = None,
+) -> None:
     """Notify, but never let a notification failure disturb the monitor."""
     notifier = get_notifier(config)
     if notifier is None:
         return
     with contextlib.suppress(redis.RedisError):  # waiters also wake once a second on their own
-        notifier.notify(task_ids)
+        notifier.notify(task_ids, rows)

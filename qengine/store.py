@@ -19,7 +19,7 @@ from .errors import StoreError
 from .signing import fast_dumps
 from .task import Outcome, Task, func_name
 
-__all__ = ["ResultStore", "dumps", "embedded_secret", "get_store", "loads"]
+__all__ = ["ResultStore", "dumps", "embedded_secret", "get_store", "loads", "task_from_values"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,18 @@ def _task_values(task: Task) -> dict[str, Any]:
     }
 
 
+def task_from_values(values: dict[str, Any]) -> Task:
+    """The ``Task`` for a row as ``outcome_values`` made it (pickled fields unpickled)."""
+    return Task(
+        **{
+            **values,
+            "args": loads(values["args"]) or (),
+            "kwargs": loads(values["kwargs"]) or {},
+            "result": loads(values["result"]),
+        }
+    )
+
+
 def outcome_values(outcome: Outcome) -> dict[str, Any]:
     """The row for an outcome; the result stays the bytes the worker pickled."""
     message = outcome.message
@@ -105,6 +117,37 @@ def outcome_task(outcome: Outcome) -> Task:
     return Task(**values)
 
 
+_upserts: dict[str, Any] = {}
+
+
+def _upsert_statement(dialect: str) -> Any:
+    """One ``INSERT … ON CONFLICT`` that keeps a stored success, where the database has it.
+
+    Saving is on the path of every round trip: one statement instead of a
+    look-up, an insert and updates makes it several times cheaper, and atomic
+    when two clusters race for the same id. Other databases take the
+    look-then-write path.
+    """
+    if dialect in _upserts:
+        return _upserts[dialect]
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        _upserts[dialect] = None
+        return None
+    table = TaskRow.__table__
+    stmt = dialect_insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c.id],
+        set_={c.name: stmt.excluded[c.name] for c in table.c if c.name != "id"},
+        where=table.c.success.is_(False),
+    )
+    _upserts[dialect] = stmt
+    return stmt
+
+
 class ResultStore:
     """Tasks in ``q_task`` of a SQL database, plus the cache for ``cached=`` results."""
 
@@ -126,8 +169,8 @@ class ResultStore:
 
     # -- writing -------------------------------------------------------------
 
-    def save_outcomes(self, outcomes: Sequence[Outcome]) -> None:
-        """Save a batch of outcomes in one transaction.
+    def save_outcomes(self, outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
+        """Save a batch of outcomes in one transaction; return the rows written.
 
         Successes obey ``save``/``save_limit``; failures are always saved. A
         task id already stored as a success is never overwritten; a stored
@@ -136,6 +179,7 @@ class ResultStore:
         rows = [outcome_values(o) for o in outcomes if self._keeps(o)]
         if rows:
             self._upsert(rows)
+        return rows
 
     def save_task(self, task: Task) -> None:
         """Save a ``Task`` object (``Task.save()``), with the same rules as outcomes."""
@@ -164,7 +208,13 @@ class ResultStore:
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         by_id = {row["id"]: row for row in rows}
-        with writing(self.engine) as conn:
+        engine = self.engine
+        upsert = _upsert_statement(engine.dialect.name)
+        if upsert is not None:
+            with writing(engine) as conn:
+                conn.execute(upsert, list(by_id.values()))
+            return
+        with writing(engine) as conn:
             found = conn.execute(select(TaskRow.id, TaskRow.success).where(TaskRow.id.in_(by_id)))
             stored = dict(found.all())
             new = [row for key, row in by_id.items() if key not in stored]

@@ -11,7 +11,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
@@ -82,38 +82,50 @@ def _run_hook(task: Task, hook: object) -> None:
         log.exception("hook %s of task %s [%s] failed", hook, task.name, task.id)
 
 
+Notify = Callable[[list[str], dict[str, dict[str, Any]]], None]
+"""Wakes callers waiting for task ids, given the rows saved for them (see ``qengine.notify``)."""
+
+
 def finish(
     outcomes: Sequence[Outcome],
     config: Config,
     *,
     broker: Broker | None = None,
     store: ResultStore | None = None,
+    notify: Notify | None = None,
 ) -> None:
     """Save a batch of outcomes, report failures, run hooks, continue chains, send ``post_execute``.
 
-    Failures are reported right after the save, so a hook or chain that fails
-    later cannot keep them from the error reporters.
+    Waiters are woken as soon as the rows are saved, before hooks and chains
+    run: those can take long, and the result does not depend on them. Cached
+    results wake theirs once they are in the cache. Failures are reported
+    right after the save, so a hook or chain that fails later cannot keep
+    them from the error reporters.
     """
     store = store or get_store(config)
-    to_store: list[Outcome] = []
-    for outcome in outcomes:
-        message = outcome.message
-        if not message.cached:
-            to_store.append(outcome)
+    to_store = [outcome for outcome in outcomes if not outcome.message.cached]
     if to_store:
-        store.save_outcomes(to_store)
+        rows = store.save_outcomes(to_store)
+        if notify is not None:
+            notify([o.message.id for o in to_store], {row["id"]: row for row in rows})
     report_failures(outcomes, config)
 
+    cached_ids: list[str] = []
     for outcome in outcomes:
         message = outcome.message
-        task = outcome_task(outcome)
+        # Building the Task unpickles the result: only when something will look at it.
+        needs_task = bool(message.cached or message.hook is not None or post_execute.receivers)
+        task = outcome_task(outcome) if needs_task else None
         if message.cached:
+            assert task is not None
             size = store.cache_task(task, _cache_timeout(message.cached), message.iter_index)
+            cached_ids.append(message.id)
             if message.iter_count and message.group and size >= message.iter_count:
                 _collate(store, message.group, message.iter_count, message.iter_cached)
         if not outcome.success:
-            log.error("task %s [%s] failed: %s", message.name, message.id, _first_line(task.result))
-        if message.hook is not None:
+            reason = task.result if task is not None else loads(outcome.result_blob)
+            log.error("task %s [%s] failed: %s", message.name, message.id, _first_line(reason))
+        if task is not None and message.hook is not None:
             _run_hook(task, message.hook)
         if message.chain:
             from ..chains import async_chain
@@ -125,7 +137,10 @@ def finish(
                 sync=message.sync,
                 broker=broker,
             )
-        post_execute.send(SENDER, task=task)
+        if task is not None and post_execute.receivers:
+            post_execute.send(SENDER, task=task)
+    if cached_ids and notify is not None:
+        notify(cached_ids, {})
 
 
 def _first_line(value: object) -> str:
@@ -249,8 +264,10 @@ class Monitor:
         delay = 0.2
         while True:
             try:
-                finish(outcomes, cluster.config, broker=cluster.broker, store=cluster.store)
-                cluster.notify_done([o.message.id for o in outcomes])
+                finish(
+                    outcomes, cluster.config, broker=cluster.broker, store=cluster.store,
+                    notify=cluster.notify_done,
+                )  # fmt: skip
                 return
             except StoreError as exc:
                 # Keep the results (and the leases) until the store is back; if the cluster

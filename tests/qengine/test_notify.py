@@ -1,0 +1,109 @@
+"""Result notifications on the real Redis: who wakes, with what, and what is left behind."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+import qengine
+from qengine import fetch, result
+from qengine.notify import PAYLOAD_LIMIT, get_notifier
+from qengine.signing import Signer
+from qengine.store import get_store, outcome_values
+from tests.qengine.test_store import outcome
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def config(redis_url, cluster_name, redis_client) -> Iterator[qengine.Config]:
+    config = qengine.configure(
+        broker=redis_url, name=cluster_name, secret_key="notify-test",
+        store=qengine.get_config().store,
+    )  # fmt: skip
+    yield config
+    keys = list(redis_client.scan_iter(f"qengine:{cluster_name}:*"))
+    if keys:
+        redis_client.delete(*keys)
+
+
+def later(action: Callable[[], None], delay: float = 0.2) -> threading.Thread:
+    thread = threading.Thread(target=lambda: (time.sleep(delay), action()))
+    thread.start()
+    return thread
+
+
+def leftover(redis_client, config) -> list[bytes]:
+    return list(redis_client.scan_iter(f"qengine:{config.name}:*"))
+
+
+def test_the_waiter_takes_the_pushed_row_without_reading_the_store(config, redis_client):
+    done = outcome("from the notification")
+    row = outcome_values(done)
+    # Only pushed, never saved: a waiter that answers proves it used the row.
+    thread = later(lambda: get_notifier(config).notify([row["id"]], {row["id"]: row}))
+    task = fetch(row["id"], wait=5_000)
+    thread.join()
+    assert task is not None
+    assert task.result == "from the notification"
+    assert task.args == (1, 2)
+    assert task.kwargs == {"k": "v"}
+    assert task.success is True
+    assert leftover(redis_client, config) == []  # the script cleared the interest
+
+
+def test_a_forged_row_is_ignored_and_the_store_answers(config, redis_client):
+    done = outcome("saved")
+    forged = {**outcome_values(done), "result": b"not even a pickle"}
+    notifier = get_notifier(config)
+    bad = Signer("another key", f"{config.name}:result").dumps(forged)
+
+    def save_then_forge() -> None:
+        get_store(config).save_outcomes([done])
+        redis_client.rpush(notifier._done(done.message.id), bad)
+
+    started = time.monotonic()
+    thread = later(save_then_forge)
+    assert result(done.message.id, wait=5_000) == "saved"
+    thread.join()
+    assert time.monotonic() - started < 1  # woken by the forgery, answered by the store
+    assert leftover(redis_client, config) == []
+
+
+def test_a_large_result_is_read_from_the_store(config, redis_client):
+    big = outcome("x" * (PAYLOAD_LIMIT + 1))
+    row = outcome_values(big)
+    assert get_notifier(config).payload(row) == b""
+
+    def save_and_notify() -> None:
+        rows = get_store(config).save_outcomes([big])
+        get_notifier(config).notify([row["id"]], {r["id"]: r for r in rows})
+
+    thread = later(save_and_notify)
+    assert len(result(row["id"], wait=5_000)) == PAYLOAD_LIMIT + 1
+    thread.join()
+    assert leftover(redis_client, config) == []
+
+
+def test_a_cached_wait_does_not_take_a_stored_row(config):
+    done = outcome("stored, not cached")
+    row = outcome_values(done)
+    thread = later(lambda: get_notifier(config).notify([row["id"]], {row["id"]: row}))
+    assert fetch(row["id"], wait=600, cached=True) is None
+    thread.join()
+
+
+def test_an_unanswered_wait_times_out_and_cleans_up(config, redis_client):
+    started = time.monotonic()
+    assert result("0" * 32, wait=300) is None
+    assert 0.25 < time.monotonic() - started < 3
+    assert leftover(redis_client, config) == []
+
+
+def test_nobody_waiting_means_nothing_is_pushed(config, redis_client):
+    done = outcome(1)
+    get_notifier(config).notify([done.message.id], {done.message.id: outcome_values(done)})
+    assert leftover(redis_client, config) == []
