@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .cache import ResultCache, get_cache
@@ -116,6 +116,15 @@ def outcome_task(outcome: Outcome) -> Task:
     )
     return Task(**values)
 
+
+_key = bindparam("key")
+_GET_TASK = (
+    select(TaskRow.__table__)
+    .where(or_(TaskRow.id == _key, TaskRow.name == _key))
+    .order_by(case((TaskRow.id == _key, 0), else_=1), TaskRow.stopped.desc())
+    .limit(1)
+)
+"""The task by id, or else the newest by that name: built once, it is polled often."""
 
 _upserts: dict[str, Any] = {}
 
@@ -253,23 +262,18 @@ class ResultStore:
 
     # -- reading -------------------------------------------------------------
 
-    def _rows(self, stmt: Any) -> list[TaskRow]:
+    def _rows(self, stmt: Any, params: dict[str, Any] | None = None) -> list[TaskRow]:
         try:
             with self.engine.connect() as conn:
-                return [TaskRow(**row._mapping) for row in conn.execute(stmt)]
+                return [TaskRow(**row._mapping) for row in conn.execute(stmt, params)]
         except SQLAlchemyError as exc:
             raise self._error(exc) from exc
 
     def get(self, task_id: str) -> Task | None:
         """The task with this id, or else the newest with this name."""
-        rows = self._rows(select(TaskRow.__table__).where(TaskRow.id == task_id))
-        if not rows:
-            rows = self._rows(
-                select(TaskRow.__table__)
-                .where(TaskRow.name == task_id)
-                .order_by(TaskRow.stopped.desc())
-                .limit(1)
-            )
+        # One query for both look-ups: a waiter probes this while the task is still
+        # running, and a miss by id would otherwise cost a second round trip.
+        rows = self._rows(_GET_TASK, {"key": task_id})
         return _task_from_row(rows[0]) if rows else None
 
     def _group_filter(self, group_id: str, failures: bool) -> list[Any]:
