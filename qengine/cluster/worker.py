@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import TaskTimeout
 from ..signals import SENDER, pre_execute
+from ..signing import fast_dumps as dumps  # the store's pickler, without loading the store
 from ..task import Outcome, TaskMessage
 
 __all__ = ["execute", "resolve", "rss_kb"]
@@ -100,8 +101,6 @@ def execute(message: TaskMessage, *, soft_timeout: bool = True) -> Outcome:
     The result is pickled here, so an unpicklable result becomes a failure
     of this task instead of a crash further down the line.
     """
-    from ..store import dumps
-
     started = datetime.now(UTC)
     timed_out = False
     try:

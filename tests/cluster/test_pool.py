@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 from qengine.cluster.pool import RecyclingExecutor
 
@@ -23,3 +25,22 @@ def test_the_pool_stays_at_its_size_while_recycling():
             futures = [executor.submit(os.getpid) for _ in range(4)]
             assert len({future.result(timeout=30) for future in futures}) == 4
             assert len(executor._processes) <= 2
+
+
+def test_a_worker_loads_neither_broker_clients_nor_sqlalchemy():
+    # Workers fork from a server that imported the pool module; whatever that pulls in
+    # is resident in every worker. Running a task must not pull in more.
+    script = (
+        "import sys, qengine.cluster.pool as pool\n"
+        "from qengine.cluster.worker import execute\n"
+        "from qengine.task import TaskMessage\n"
+        "outcome = execute(TaskMessage(id='0' * 32, name='n', func='math.floor', args=(1.5,)))\n"
+        "assert outcome.success, outcome\n"
+        "print(sorted(m for m in ('sqlalchemy', 'redis', 'boto3', 'pymongo', 'psutil', 'croniter')"
+        " if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -144,8 +144,14 @@ def test_site_queues_a_report_the_cluster_builds_it_and_the_hook_mails_it(tmp_pa
 
     # The hook queued the mail as a task of its own; the file backend wrote it.
     mail_dir = tmp_path / "sent-mail"
-    mails = wait_until(lambda: mail_dir.is_dir() and list(mail_dir.iterdir()), timeout_s=30)
-    mail = mails[0].read_text()
+
+    def written() -> list[str]:
+        # The file backend creates the file before it writes: wait for the text.
+        if not mail_dir.is_dir():
+            return []
+        return [text for path in mail_dir.iterdir() if (text := path.read_text())]
+
+    mail = wait_until(written, timeout_s=30)[0]
     assert "Subject: The report you requested: Q3 figures" in mail
     assert "To: ada@example.com" in mail
     assert outcome["result"] in mail
