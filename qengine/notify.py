@@ -6,8 +6,8 @@ task someone waits for, clears the interest and pushes the saved row to
 that list, signed; the waiter checks the signature and has its ``Task``
 without reading the store again. A row too large to push, or one that
 fails to verify, is read from the store instead. Nobody waiting costs one
-script call per batch. Without Redis, waiting falls back to polling the
-store.
+script call for a single task, one MGET for a batch. Without Redis,
+waiting falls back to polling the store.
 
 The notification is sent after the save, never before: a caller woken by
 it, and any caller after it, finds the result in the store.
@@ -82,6 +82,12 @@ class Notifier:
         self, task_ids: Sequence[str], rows: Mapping[str, Mapping[str, Any]] | None = None
     ) -> None:
         """Wake whoever waits for these tasks, handing over the saved ``rows`` where given."""
+        if len(task_ids) > 1:
+            # Under load most finished tasks have nobody waiting: ask first, and sign and
+            # send rows only for those who wait. A single task (the latency case) goes
+            # straight to the script, which checks for a waiter itself.
+            flags = self.client.mget([self._waiting(i) for i in task_ids])
+            task_ids = [i for i, flag in zip(task_ids, flags, strict=True) if flag]
         if not task_ids:
             return
         keys: list[str] = []

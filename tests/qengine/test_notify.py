@@ -107,3 +107,13 @@ def test_nobody_waiting_means_nothing_is_pushed(config, redis_client):
     done = outcome(1)
     get_notifier(config).notify([done.message.id], {done.message.id: outcome_values(done)})
     assert leftover(redis_client, config) == []
+
+
+def test_in_a_batch_only_the_waited_for_rows_are_pushed(config, redis_client):
+    batch = [outcome(i) for i in range(5)]
+    rows = {o.message.id: outcome_values(o) for o in batch}
+    waited = batch[3].message.id
+    thread = later(lambda: get_notifier(config).notify(list(rows), rows))
+    assert result(waited, wait=5_000) == 3
+    thread.join()
+    assert leftover(redis_client, config) == []
