@@ -200,11 +200,30 @@ def bench(kind: str, n: int, workdir: str) -> dict[str, float]:
     return figures
 
 
+def machine_reference() -> str:
+    """Two figures that scale with the machine, to compare runs on different ones.
+
+    The targets were set where a Redis command from Python took ~115 µs; on a
+    slower (or busier) machine every figure above moves with these.
+    """
+    import timeit
+
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    client.ping()
+    ping_us = min(timeit.repeat(client.ping, number=500, repeat=3)) / 500 * 1e6
+    client.close()
+    loop_us = min(timeit.repeat("sum(range(1000))", number=2000, repeat=3)) / 2000 * 1e6
+    return f"machine: Redis PING from Python {ping_us:.0f} µs, sum(range(1000)) {loop_us:.1f} µs"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("brokers", nargs="*", default=["redis", "sqlite", "postgres"])
     parser.add_argument("-n", type=int, default=10_000, help="tasks for (a) and (b)")
     args = parser.parse_args()
+    print(machine_reference(), flush=True)
     with tempfile.TemporaryDirectory() as workdir:
         print(f"{'broker':10} {'drain/s':>9} {'e2e/s':>9} {'enq/s':>9} "
               f"{'p50 ms':>8} {'p99 ms':>8} {'PSS MB':>8} {'RSS MB':>8}")  # fmt: skip

@@ -95,11 +95,12 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}\n\n{trace}"
 
 
-def execute(message: TaskMessage, *, soft_timeout: bool = True) -> Outcome:
+def execute(message: TaskMessage, *, soft_timeout: bool = True, measure: bool = True) -> Outcome:
     """Run the task and return its outcome; never raises for the task's own errors.
 
     The result is pickled here, so an unpicklable result becomes a failure
-    of this task instead of a crash further down the line.
+    of this task instead of a crash further down the line. ``measure=False``
+    skips reading the process's memory (the caller does it once per batch).
     """
     started = datetime.now(UTC)
     timed_out = False
@@ -128,6 +129,6 @@ def execute(message: TaskMessage, *, soft_timeout: bool = True) -> Outcome:
         started=started,
         stopped=datetime.now(UTC),
         pid=os.getpid(),
-        rss_kb=rss_kb(),
+        rss_kb=rss_kb() if measure else 0,
         timed_out=timed_out,
     )
