@@ -8,8 +8,34 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# Light modules every process needs (a worker unpickles TaskMessage): loaded now.
+from . import signals
+from .config import Config, configure, get_config, load_config
+from .errors import (
+    BrokerError,
+    BrokerUnavailable,
+    ConfigError,
+    PackageTooLarge,
+    QEngineError,
+    ScheduleError,
+    SignatureError,
+    StoreError,
+    TaskTimeout,
+)
+from .task import Failure, Success, Task
+
+# The API, brokers and chains pull in SQLAlchemy and the broker clients. A worker
+# process imports the engine only to run tasks and must not pay for them (in memory
+# and start-up time), so these load on first use.
+_LAZY = {
+    "api": ("async_task", "count_group", "delete_cached", "delete_group", "fetch",
+            "fetch_group", "queue_size", "resubmit", "result", "result_group"),
+    "brokers": ("Broker", "get_broker"),
+    "chains": ("AsyncTask", "Chain", "Iter", "async_chain", "async_iter"),
+}  # fmt: skip
+_HOME = {name: module for module, names in _LAZY.items() for name in names}
+
 if TYPE_CHECKING:
-    from . import signals
     from .api import (
         async_task,
         count_group,
@@ -24,46 +50,11 @@ if TYPE_CHECKING:
     )
     from .brokers import Broker, get_broker
     from .chains import AsyncTask, Chain, Iter, async_chain, async_iter
-    from .config import Config, configure, get_config, load_config
-    from .errors import (
-        BrokerError,
-        BrokerUnavailable,
-        ConfigError,
-        PackageTooLarge,
-        QEngineError,
-        ScheduleError,
-        SignatureError,
-        StoreError,
-        TaskTimeout,
-    )
-    from .task import Failure, Success, Task
-
-# Where each public name lives. Imported on first use, not here: a worker
-# process imports the engine only to run tasks, and must not pay (in memory
-# and start-up time) for the broker clients and SQLAlchemy it never uses.
-_EXPORTS = {
-    "signals": None,
-    "async_task": "api", "count_group": "api", "delete_cached": "api", "delete_group": "api",
-    "fetch": "api", "fetch_group": "api", "queue_size": "api", "resubmit": "api",
-    "result": "api", "result_group": "api",
-    "Broker": "brokers", "get_broker": "brokers",
-    "AsyncTask": "chains", "Chain": "chains", "Iter": "chains", "async_chain": "chains",
-    "async_iter": "chains",
-    "Config": "config", "configure": "config", "get_config": "config", "load_config": "config",
-    "BrokerError": "errors", "BrokerUnavailable": "errors", "ConfigError": "errors",
-    "PackageTooLarge": "errors", "QEngineError": "errors", "ScheduleError": "errors",
-    "SignatureError": "errors", "StoreError": "errors", "TaskTimeout": "errors",
-    "Failure": "task", "Success": "task", "Task": "task",
-}  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        module = _EXPORTS[name]
-        if module is None:  # a submodule exported as such
-            value: Any = importlib.import_module(f"{__name__}.{name}")
-        else:
-            value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    if name in _HOME:
+        value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
     else:
         # ``import qengine`` then ``qengine.status.Stat``: submodules load on first use too.
         try:

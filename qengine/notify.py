@@ -15,7 +15,6 @@ it, and any caller after it, finds the result in the store.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import threading
@@ -173,9 +172,16 @@ def notify_safely(
     task_ids: Sequence[str],
     rows: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> None:
-    """Notify, but never let a notification failure disturb the monitor."""
-    notifier = get_notifier(config)
-    if notifier is None:
-        return
-    with contextlib.suppress(redis.RedisError):  # waiters also wake once a second on their own
-        notifier.notify(task_ids, rows)
+    """Notify, but never let a notification failure disturb the monitor.
+
+    Waking waiters is a courtesy (they also look once a second on their own):
+    it must never keep results from being acknowledged.
+    """
+    try:
+        notifier = get_notifier(config)
+        if notifier is not None:
+            notifier.notify(task_ids, rows)
+    except redis.RedisError:
+        pass  # an outage: the broker's own retries report it
+    except Exception:
+        log.exception("could not notify waiters of %d task(s)", len(task_ids))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import pickle
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, case, delete, func, insert, or_, select, update
@@ -36,24 +37,6 @@ def loads(blob: bytes | None) -> Any:
     return None if blob is None else pickle.loads(blob)
 
 
-def _task_from_row(row: TaskRow) -> Task:
-    return Task(
-        id=row.id,
-        name=row.name,
-        func=row.func,
-        hook=row.hook,
-        args=loads(row.args) or (),
-        kwargs=loads(row.kwargs) or {},
-        result=loads(row.result),
-        group=row.group,
-        started=row.started,
-        stopped=row.stopped,
-        success=row.success,
-        attempt_count=row.attempt_count,
-        cluster=row.cluster,
-    )
-
-
 def _task_values(task: Task) -> dict[str, Any]:
     return {
         "id": task.id,
@@ -72,8 +55,8 @@ def _task_values(task: Task) -> dict[str, Any]:
     }
 
 
-def task_from_values(values: dict[str, Any]) -> Task:
-    """The ``Task`` for a row as ``outcome_values`` made it (pickled fields unpickled)."""
+def task_from_values(values: Mapping[str, Any]) -> Task:
+    """The ``Task`` for a ``q_task`` row: read back, or as ``outcome_values`` made it."""
     return Task(
         **{
             **values,
@@ -126,9 +109,8 @@ _GET_TASK = (
 )
 """The task by id, or else the newest by that name: built once, it is polled often."""
 
-_upserts: dict[str, Any] = {}
 
-
+@cache
 def _upsert_statement(dialect: str) -> Any:
     """One ``INSERT … ON CONFLICT`` that keeps a stored success, where the database has it.
 
@@ -137,14 +119,11 @@ def _upsert_statement(dialect: str) -> Any:
     when two clusters race for the same id. Other databases take the
     look-then-write path.
     """
-    if dialect in _upserts:
-        return _upserts[dialect]
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
     elif dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
-        _upserts[dialect] = None
         return None
     table = TaskRow.__table__
     stmt = dialect_insert(table)
@@ -153,7 +132,6 @@ def _upsert_statement(dialect: str) -> Any:
         set_={c.name: stmt.excluded[c.name] for c in table.c if c.name != "id"},
         where=table.c.success.is_(False),
     )
-    _upserts[dialect] = stmt
     return stmt
 
 
@@ -262,10 +240,10 @@ class ResultStore:
 
     # -- reading -------------------------------------------------------------
 
-    def _rows(self, stmt: Any, params: dict[str, Any] | None = None) -> list[TaskRow]:
+    def _tasks(self, stmt: Any, params: dict[str, Any] | None = None) -> list[Task]:
         try:
             with self.engine.connect() as conn:
-                return [TaskRow(**row._mapping) for row in conn.execute(stmt, params)]
+                return [task_from_values(row._mapping) for row in conn.execute(stmt, params)]
         except SQLAlchemyError as exc:
             raise self._error(exc) from exc
 
@@ -273,8 +251,8 @@ class ResultStore:
         """The task with this id, or else the newest with this name."""
         # One query for both look-ups: a waiter probes this while the task is still
         # running, and a miss by id would otherwise cost a second round trip.
-        rows = self._rows(_GET_TASK, {"key": task_id})
-        return _task_from_row(rows[0]) if rows else None
+        tasks = self._tasks(_GET_TASK, {"key": task_id})
+        return tasks[0] if tasks else None
 
     def _group_filter(self, group_id: str, failures: bool) -> list[Any]:
         where = [TaskRow.group == group_id]
@@ -288,7 +266,7 @@ class ResultStore:
             .where(*self._group_filter(group_id, failures))
             .order_by(TaskRow.started, TaskRow.id)  # enqueue order, not finish order
         )
-        return [_task_from_row(row) for row in self._rows(stmt)]
+        return self._tasks(stmt)
 
     def group_results(self, group_id: str, failures: bool = False) -> list[Any]:
         stmt = (
@@ -347,7 +325,7 @@ class ResultStore:
         if func is not None:
             stmt = stmt.where(TaskRow.func == func)
         stmt = stmt.order_by(TaskRow.stopped.desc(), TaskRow.id).limit(limit).offset(offset)
-        return [_task_from_row(row) for row in self._rows(stmt)]
+        return self._tasks(stmt)
 
     def count(self, *, success: bool | None = None, since: datetime | None = None) -> int:
         stmt = select(func.count()).select_from(TaskRow)

@@ -325,12 +325,7 @@ class Cluster:
 
     def notify_done(self, task_ids: list[str], rows: dict[str, dict[str, Any]]) -> None:
         """Wake callers waiting for these results (Redis brokers; see ``qengine.notify``)."""
-        try:
-            notify_safely(self.config, task_ids, rows)
-        except Exception:
-            # Waking waiters is a courtesy (they also poll): it must never keep results
-            # from being acknowledged.
-            log.exception("%s: could not notify waiters", self.label)
+        notify_safely(self.config, task_ids, rows)
 
     def restart_thread(self, name: str) -> None:
         self.reincarnations += 1

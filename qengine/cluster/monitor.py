@@ -111,10 +111,11 @@ def finish(
     report_failures(outcomes, config)
 
     cached_ids: list[str] = []
+    signalled = bool(post_execute.receivers)
     for outcome in outcomes:
         message = outcome.message
         # Building the Task unpickles the result: only when something will look at it.
-        needs_task = bool(message.cached or message.hook is not None or post_execute.receivers)
+        needs_task = signalled or bool(message.cached) or message.hook is not None
         task = outcome_task(outcome) if needs_task else None
         if message.cached:
             assert task is not None
@@ -137,7 +138,7 @@ def finish(
                 sync=message.sync,
                 broker=broker,
             )
-        if task is not None and post_execute.receivers:
+        if signalled:
             post_execute.send(SENDER, task=task)
     if cached_ids and notify is not None:
         notify(cached_ids, {})

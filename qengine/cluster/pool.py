@@ -22,6 +22,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from ..signing import Signer
+from ..task import Outcome
 from .worker import execute, rss_kb
 
 __all__ = ["RecyclingExecutor", "SlotView", "WorkerPool", "run_batch"]
@@ -100,7 +101,7 @@ def run_batch(batch: Sequence[tuple[int, bytes]]) -> list[tuple[Any, ...]]:
     ``(seq, success, result_blob, started, stopped, pid, rss_kb, timed_out)``.
     """
     assert _signer is not None, "worker not initialised"
-    results = []
+    done: list[tuple[int, Outcome]] = []
     base = _slot * _FIELDS
     for seq, package in batch:
         if _slot >= 0:
@@ -110,16 +111,15 @@ def run_batch(batch: Sequence[tuple[int, bytes]]) -> list[tuple[Any, ...]]:
             message = _signer.loads(package)
             if message.timeout is None:
                 message.timeout = _timeout  # the cluster's default applies
-            outcome = execute(message, measure=False)
-            results.append(
-                [seq, outcome.success, outcome.result_blob, outcome.started, outcome.stopped,
-                 outcome.pid, 0, outcome.timed_out]
-            )  # fmt: skip
+            done.append((seq, execute(message, measure=False)))
         finally:
             if _slot >= 0:
                 _slots[base + 1] = 0
     rss = rss_kb()  # once per hand-off: reading /proc is a few system calls
-    return [(*outcome[:6], rss, outcome[7]) for outcome in results]
+    return [
+        (seq, o.success, o.result_blob, o.started, o.stopped, o.pid, rss, o.timed_out)
+        for seq, o in done
+    ]
 
 
 def _noop() -> int:

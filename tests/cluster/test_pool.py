@@ -44,3 +44,11 @@ def test_a_worker_loads_neither_broker_clients_nor_sqlalchemy():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_every_public_name_still_resolves_from_the_package():
+    import qengine
+
+    missing = [name for name in qengine.__all__ if getattr(qengine, name, None) is None]
+    assert missing == []
+    assert qengine.status.Stat is not None  # submodules load on first use too
