@@ -1,16 +1,21 @@
-"""Result notifications over Redis, so a caller waiting for a result wakes when it is saved.
+"""Result notifications over Redis, so a caller waiting for a result wakes as soon as it exists.
 
-The waiter marks its interest (a short-lived key) and blocks on a list.
-Right after saving a batch, the monitor runs one script that, for each
-task someone waits for, clears the interest and pushes the saved row to
-that list, signed; the waiter checks the signature and has its ``Task``
-without reading the store again. A row too large to push, or one that
-fails to verify, is read from the store instead. Nobody waiting costs one
-script call for a single task, one MGET for a batch. Without Redis,
-waiting falls back to polling the store.
+The waiter marks its interest (a short-lived key), looks in the store, and
+blocks on a list. The monitor runs one script that, for each task someone
+waits for, clears the interest and pushes the finished row to that list,
+signed; the waiter checks the signature and has its ``Task`` without
+reading the store. Nobody waiting costs one script call for a single task,
+one MGET for a batch. Without Redis, waiting falls back to polling the store.
 
-The notification is sent after the save, never before: a caller woken by
-it, and any caller after it, finds the result in the store.
+The monitor notifies twice around the store's write. Before it, for rows
+small enough to hand over: the caller gets its result without waiting for
+the commit (a commit costs as much as the rest of the round trip). After
+it, for everyone not yet woken: a caller whose interest appeared during the
+write would otherwise have looked in the store too early and then slept.
+So a woken caller holds the row that is being (or has been) saved; a second
+look in the store a moment later may not see it yet, and if the cluster
+died before the commit, the task is delivered again, as any unacknowledged
+task is.
 """
 
 from __future__ import annotations
@@ -38,16 +43,19 @@ PAYLOAD_LIMIT = 64 * 1024
 """Largest pushed row (bytes); a larger result is read from the store."""
 
 # KEYS: interest and list, pair by pair; ARGV: linger seconds, then one row per pair.
-# Clearing the interest here spares the waiter a round trip after it wakes.
+# Returns the (1-based) pairs it woke. Clearing the interest here spares the waiter
+# a round trip after it wakes, and keeps a second notification from pushing twice.
 _NOTIFY = """
+local woken = {}
 for i = 1, #KEYS, 2 do
   if redis.call('DEL', KEYS[i]) == 1 then
     local list = KEYS[i + 1]
     redis.call('RPUSH', list, ARGV[(i + 1) / 2 + 1])
     redis.call('EXPIRE', list, ARGV[1])
+    woken[#woken + 1] = (i + 1) / 2
   end
 end
-return 0
+return woken
 """
 
 
@@ -70,17 +78,25 @@ class Notifier:
 
     def payload(self, row: Mapping[str, Any] | None) -> bytes:
         """The signed row to push, or ``b""`` (read it from the store) when too large."""
-        if row is None:
+        if not _fits(row):
             return b""
-        result = row.get("result")
-        if result is not None and len(result) > PAYLOAD_LIMIT:
-            return b""
-        return self.signer.dumps(dict(row))
+        return self.signer.dumps(dict(row))  # type: ignore[arg-type]
 
     def notify(
-        self, task_ids: Sequence[str], rows: Mapping[str, Mapping[str, Any]] | None = None
-    ) -> None:
-        """Wake whoever waits for these tasks, handing over the saved ``rows`` where given."""
+        self,
+        task_ids: Sequence[str],
+        rows: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        handover_only: bool = False,
+    ) -> set[str]:
+        """Wake whoever waits for these tasks, handing over ``rows`` where given; return who woke.
+
+        ``handover_only`` wakes only waiters whose row is handed over: the
+        others have to read the store, so they must not wake before the write.
+        """
+        rows = rows or {}
+        if handover_only:
+            task_ids = [i for i in task_ids if _fits(rows.get(i))]
         if len(task_ids) > 1:
             # Under load most finished tasks have nobody waiting: ask first, and sign and
             # send rows only for those who wait. A single task (the latency case) goes
@@ -88,13 +104,14 @@ class Notifier:
             flags = self.client.mget([self._waiting(i) for i in task_ids])
             task_ids = [i for i, flag in zip(task_ids, flags, strict=True) if flag]
         if not task_ids:
-            return
+            return set()
         keys: list[str] = []
         args: list[Any] = [LINGER_S]
         for task_id in task_ids:
             keys += (self._waiting(task_id), self._done(task_id))
-            args.append(self.payload(rows.get(task_id) if rows else None))
-        self.script(keys=keys, args=args)
+            args.append(self.payload(rows.get(task_id)))
+        woken = self.script(keys=keys, args=args)
+        return {task_ids[int(n) - 1] for n in woken}
 
     def wait(
         self,
@@ -171,8 +188,10 @@ def notify_safely(
     config: Config,
     task_ids: Sequence[str],
     rows: Mapping[str, Mapping[str, Any]] | None = None,
-) -> None:
-    """Notify, but never let a notification failure disturb the monitor.
+    *,
+    handover_only: bool = False,
+) -> set[str]:
+    """Notify (see ``Notifier.notify``), but never let a notification failure disturb the monitor.
 
     Waking waiters is a courtesy (they also look once a second on their own):
     it must never keep results from being acknowledged.
@@ -180,8 +199,17 @@ def notify_safely(
     try:
         notifier = get_notifier(config)
         if notifier is not None:
-            notifier.notify(task_ids, rows)
+            return notifier.notify(task_ids, rows, handover_only=handover_only)
     except redis.RedisError:
         pass  # an outage: the broker's own retries report it
     except Exception:
         log.exception("could not notify waiters of %d task(s)", len(task_ids))
+    return set()
+
+
+def _fits(row: Mapping[str, Any] | None) -> bool:
+    """Whether a row can be handed over in a notification (else the waiter reads the store)."""
+    if row is None:
+        return False
+    result = row.get("result")
+    return result is None or len(result) <= PAYLOAD_LIMIT

@@ -114,9 +114,9 @@ _GET_TASK = (
 def _upsert_statement(dialect: str) -> Any:
     """One ``INSERT … ON CONFLICT`` that keeps a stored success, where the database has it.
 
-    Saving is on the path of every round trip: one statement instead of a
-    look-up, an insert and updates makes it several times cheaper, and atomic
-    when two clusters race for the same id. Other databases take the
+    Every result is saved: one statement instead of a look-up, an insert
+    and updates makes it several times cheaper, and atomic when two
+    clusters race for the same id. Other databases take the
     look-then-write path.
     """
     if dialect == "sqlite":
@@ -163,10 +163,22 @@ class ResultStore:
         task id already stored as a success is never overwritten; a stored
         failure is updated by the new attempt.
         """
-        rows = [outcome_values(o) for o in outcomes if self._keeps(o)]
+        rows = self.rows_to_save(outcomes)
+        self.save_rows(rows)
+        return rows
+
+    def rows_to_save(self, outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
+        """The rows ``save_outcomes`` would write, built without writing them.
+
+        The monitor hands these to waiters before the write, so the store's
+        commit is not on the path of a result to its caller.
+        """
+        return [outcome_values(o) for o in outcomes if self._keeps(o)]
+
+    def save_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Write rows made by ``rows_to_save`` in one transaction."""
         if rows:
             self._upsert(rows)
-        return rows
 
     def save_task(self, task: Task) -> None:
         """Save a ``Task`` object (``Task.save()``), with the same rules as outcomes."""

@@ -323,9 +323,11 @@ class Cluster:
         if self.status == "Working" and not len(self.holdings):
             self.status = "Idle"
 
-    def notify_done(self, task_ids: list[str], rows: dict[str, dict[str, Any]]) -> None:
+    def notify_done(
+        self, task_ids: list[str], rows: dict[str, dict[str, Any]], *, handover_only: bool = False
+    ) -> set[str]:
         """Wake callers waiting for these results (Redis brokers; see ``qengine.notify``)."""
-        notify_safely(self.config, task_ids, rows)
+        return notify_safely(self.config, task_ids, rows, handover_only=handover_only)
 
     def restart_thread(self, name: str) -> None:
         self.reincarnations += 1

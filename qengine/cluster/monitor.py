@@ -82,8 +82,9 @@ def _run_hook(task: Task, hook: object) -> None:
         log.exception("hook %s of task %s [%s] failed", hook, task.name, task.id)
 
 
-Notify = Callable[[list[str], dict[str, dict[str, Any]]], None]
-"""Wakes callers waiting for task ids, given the rows saved for them (see ``qengine.notify``)."""
+Notify = Callable[..., set[str]]
+"""``notify(task_ids, rows, *, handover_only=False)``: wakes callers waiting for task ids,
+handing over their rows; returns the ids it woke (see ``qengine.notify``)."""
 
 
 def finish(
@@ -96,18 +97,24 @@ def finish(
 ) -> None:
     """Save a batch of outcomes, report failures, run hooks, continue chains, send ``post_execute``.
 
-    Waiters are woken as soon as the rows are saved, before hooks and chains
-    run: those can take long, and the result does not depend on them. Cached
-    results wake theirs once they are in the cache. Failures are reported
-    right after the save, so a hook or chain that fails later cannot keep
-    them from the error reporters.
+    Waiters get their rows just before the write, and whoever started
+    waiting during it is woken right after (``qengine.notify`` says why);
+    both come before hooks and chains, which can take long and do not
+    change the result. Cached results wake theirs once they are in the
+    cache. Failures are reported right after the save, so a hook or chain
+    that fails later cannot keep them from the error reporters.
     """
     store = store or get_store(config)
     to_store = [outcome for outcome in outcomes if not outcome.message.cached]
     if to_store:
-        rows = store.save_outcomes(to_store)
+        rows = store.rows_to_save(to_store)
+        by_id = {row["id"]: row for row in rows}
+        woken = notify(list(by_id), by_id, handover_only=True) if notify and rows else set()
+        store.save_rows(rows)
         if notify is not None:
-            notify([o.message.id for o in to_store], {row["id"]: row for row in rows})
+            late = [o.message.id for o in to_store if o.message.id not in woken]
+            if late:
+                notify(late, by_id)
     report_failures(outcomes, config)
 
     cached_ids: list[str] = []

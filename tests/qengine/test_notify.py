@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import pytest
 
 import qengine
 from qengine import fetch, result
-from qengine.notify import PAYLOAD_LIMIT, get_notifier
+from qengine.cluster.monitor import finish
+from qengine.notify import PAYLOAD_LIMIT, get_notifier, notify_safely
 from qengine.signing import Signer
 from qengine.store import get_store, outcome_values
 from tests.qengine.test_store import outcome
@@ -116,4 +118,66 @@ def test_in_a_batch_only_the_waited_for_rows_are_pushed(config, redis_client):
     thread = later(lambda: get_notifier(config).notify(list(rows), rows))
     assert result(waited, wait=5_000) == 3
     thread.join()
+    assert leftover(redis_client, config) == []
+
+
+# -- around the monitor's write (``finish``) -----------------------------------------
+
+
+def finish_with_slow_write(config, monkeypatch, done, *, before_write=None, hold=None):
+    """Run ``finish`` for ``done`` in a thread, its store write held until ``hold`` is set."""
+    store = get_store(config)
+    save_rows = store.save_rows
+
+    def slow_save_rows(rows):
+        if before_write is not None:
+            before_write.set()
+        if hold is not None:
+            hold.wait(5)
+        else:
+            time.sleep(0.3)
+        save_rows(rows)
+
+    monkeypatch.setattr(store, "save_rows", slow_save_rows)
+    notify = partial(notify_safely, config)
+    return later(lambda: finish([done], config, store=store, notify=notify), 0.2)
+
+
+def test_a_waiter_has_its_result_before_the_store_commits_it(config, monkeypatch):
+    done = outcome("early")
+    hold = threading.Event()
+    thread = finish_with_slow_write(config, monkeypatch, done, hold=hold)
+    try:
+        task = fetch(done.message.id, wait=5_000)
+        assert task is not None
+        assert task.result == "early"
+        assert get_store(config).get(done.message.id) is None  # the write is still held
+    finally:
+        hold.set()
+        thread.join()
+    assert get_store(config).get(done.message.id).result == "early"
+
+
+def test_a_waiter_arriving_during_the_write_is_woken_right_after_it(config, monkeypatch):
+    done = outcome("late")
+    writing = threading.Event()
+    thread = finish_with_slow_write(config, monkeypatch, done, before_write=writing)
+    assert writing.wait(5)  # the early notification went out to nobody
+    started = time.monotonic()
+    assert result(done.message.id, wait=5_000) == "late"
+    thread.join()
+    # The write took 0.3 s; a missed wake-up would sleep out the waiter's 1 s look.
+    assert time.monotonic() - started < 0.8
+
+
+def test_a_row_too_large_to_hand_over_wakes_its_waiter_only_after_the_write(
+    config, monkeypatch, redis_client
+):
+    done = outcome("x" * (PAYLOAD_LIMIT + 1))
+    thread = finish_with_slow_write(config, monkeypatch, done)
+    started = time.monotonic()
+    assert len(result(done.message.id, wait=5_000)) == PAYLOAD_LIMIT + 1
+    thread.join()
+    # Woken before the write, it would find nothing stored and sleep out its 1 s look.
+    assert time.monotonic() - started < 0.9
     assert leftover(redis_client, config) == []
