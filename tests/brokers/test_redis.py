@@ -175,3 +175,18 @@ def test_close_leaves_the_group_unless_the_consumer_holds_packages(
 
     # The held package stays pending so that another cluster can reclaim it.
     assert consumers(redis_client, holder) == {holder.consumer: 1}
+
+
+@pytest.mark.redis
+def test_acknowledging_thousands_at_once_removes_them_all(
+    config: Config, redis_client: redis.Redis, brokers: list[RedisBroker]
+) -> None:
+    # More ids than one Lua unpack() takes: the script works through them in chunks.
+    broker = RedisBroker(config)
+    brokers.append(broker)
+    broker.enqueue_many([b"p%d" % i for i in range(8500)])
+    delivered = broker.receive(count=8500, timeout=1)
+    assert len(delivered) == 8500
+    broker.acknowledge_many([d.ack_id for d in delivered])
+    assert redis_client.xlen(broker.stream) == 0
+    assert redis_client.xpending(broker.stream, broker.group)["pending"] == 0
