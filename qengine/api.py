@@ -259,11 +259,20 @@ def count_group(group_id: str, failures: bool = False, cached: bool | None = Non
     return store.group_count(group_id, failures=failures)
 
 
+def _wait_group(group_id: str, probe: Callable[[], Any], wait: int) -> Any:
+    """``wait_for`` for a group: woken by the cluster when the broker is Redis, else polling."""
+    if wait != 0:
+        notifier = get_notifier(get_config())
+        if notifier is not None:
+            return notifier.wait_group(group_id, probe, wait)
+    return wait_for(probe, wait)
+
+
 def _wait_count(group_id: str, count: int | None, wait: int, cached: bool | None) -> float:
     """Block until the group has ``count`` tasks (``wait`` 0 means no limit, as the spec has it)."""
     start = time.monotonic()
     if count:
-        wait_for(lambda: count_group(group_id, cached=cached) >= count, wait or -1)
+        _wait_group(group_id, lambda: count_group(group_id, cached=cached) >= count, wait or -1)
     return start
 
 
@@ -287,7 +296,7 @@ def fetch_group(
         probe = lambda: store.cached_group(group_id, failures=failures)  # noqa: E731
     else:
         probe = lambda: store.group_tasks(group_id, failures=failures)  # noqa: E731
-    return wait_for(probe, _remaining(start, wait)) or []
+    return _wait_group(group_id, probe, _remaining(start, wait)) or []
 
 
 def result_group(
@@ -310,7 +319,7 @@ def result_group(
         def probe() -> list[Any]:
             return store.group_results(group_id, failures=failures)
 
-    return wait_for(probe, _remaining(start, wait)) or []
+    return _wait_group(group_id, probe, _remaining(start, wait)) or []
 
 
 def resubmit(task_id: str) -> str:

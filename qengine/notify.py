@@ -16,6 +16,10 @@ So a woken caller holds the row that is being (or has been) saved; a second
 look in the store a moment later may not see it yet, and if the cluster
 died before the commit, the task is delivered again, as any unacknowledged
 task is.
+
+Group waits (a count, or the first result of a group) work the same way
+with a set of waiters per group: after each stored or cached batch, every
+waiter of its groups gets a token on its own list and looks again.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -32,7 +37,7 @@ import redis
 from .config import Config, on_reset
 from .errors import SignatureError
 
-__all__ = ["Notifier", "get_notifier", "notify_safely"]
+__all__ = ["Notifier", "get_notifier", "notify_groups_safely", "notify_safely"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +64,25 @@ return woken
 """
 
 
+# KEYS: the waiter sets of groups that got results; ARGV: linger seconds. Each member
+# names the wake-up list of one waiter (a group can have several): each gets a token.
+# The lists are named by the members, so this script suits a single Redis server
+# (as the broker does), not Redis Cluster.
+_NOTIFY_GROUPS = """
+for i = 1, #KEYS do
+  local waiters = redis.call('SMEMBERS', KEYS[i])
+  if #waiters > 0 then
+    redis.call('DEL', KEYS[i])
+    for _, list in ipairs(waiters) do
+      redis.call('RPUSH', list, 1)
+      redis.call('EXPIRE', list, ARGV[1])
+    end
+  end
+end
+return 0
+"""
+
+
 class Notifier:
     def __init__(self, config: Config) -> None:
         from .brokers.redis import redis_client
@@ -69,6 +93,7 @@ class Notifier:
         # Its own salt: a signed row can never pass for a task package, nor the reverse.
         self.signer = Signer(resolve_secret(config), f"{config.name}:result")
         self.script = self.client.register_script(_NOTIFY)
+        self.group_script = self.client.register_script(_NOTIFY_GROUPS)
 
     def _waiting(self, task_id: str) -> str:
         return f"{self.prefix}:waiting:{task_id}"
@@ -151,6 +176,43 @@ class Notifier:
             if not handed_over:  # the monitor cleared what it handed over; the rest is ours
                 self.client.delete(self._waiting(task_id), self._done(task_id))
 
+    def _group_waiters(self, group_id: str) -> str:
+        return f"{self.prefix}:group-waiters:{group_id}"
+
+    def notify_groups(self, group_ids: Iterable[str]) -> None:
+        """Wake whoever waits on these groups: they count or read the group again."""
+        keys = [self._group_waiters(g) for g in group_ids]
+        if keys:
+            self.group_script(keys=keys, args=[LINGER_S])
+
+    def wait_group(self, group_id: str, probe: Callable[[], Any], wait: int) -> Any:
+        """``probe()`` until truthy, blocking between tries until a result of the group is saved.
+
+        A group fills one result at a time, so the waiter enrols again before
+        each look: a result saved after the look wakes it, one saved before
+        is what the look sees.
+        """
+        deadline = None if wait < 0 else time.monotonic() + wait / 1000
+        waiters = self._group_waiters(group_id)
+        wake = f"{waiters}:{uuid.uuid4().hex}"
+        interest = math.ceil(wait / 1000) + 1 if wait >= 0 else 3600
+        try:
+            while True:
+                with self.client.pipeline(transaction=False) as pipe:
+                    pipe.sadd(waiters, wake).expire(waiters, interest).execute()
+                value = probe()
+                if value:
+                    return value
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return value
+                # At most a second at a time, as for single results (see ``wait``).
+                block = 1.0 if left is None else min(left, 1.0)
+                self.client.blpop([wake], timeout=max(block, 0.01))
+        finally:
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.srem(waiters, wake).delete(wake).execute()
+
     def _verified(self, payload: bytes) -> dict[str, Any] | None:
         if not payload:
             return None
@@ -205,6 +267,18 @@ def notify_safely(
     except Exception:
         log.exception("could not notify waiters of %d task(s)", len(task_ids))
     return set()
+
+
+def notify_groups_safely(config: Config, group_ids: Iterable[str]) -> None:
+    """``Notifier.notify_groups``, with the same failure rules as ``notify_safely``."""
+    try:
+        notifier = get_notifier(config)
+        if notifier is not None:
+            notifier.notify_groups(group_ids)
+    except redis.RedisError:
+        pass
+    except Exception:
+        log.exception("could not notify group waiters")
 
 
 def _fits(row: Mapping[str, Any] | None) -> bool:

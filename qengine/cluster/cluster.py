@@ -25,7 +25,7 @@ import psutil
 from ..brokers import make_broker
 from ..config import Config, get_config
 from ..errors import BrokerError
-from ..notify import notify_safely
+from ..notify import notify_groups_safely, notify_safely
 from ..reporters import get_reporters
 from ..signing import get_signer, resolve_secret
 from ..status import Stat
@@ -328,6 +328,10 @@ class Cluster:
     ) -> set[str]:
         """Wake callers waiting for these results (Redis brokers; see ``qengine.notify``)."""
         return notify_safely(self.config, task_ids, rows, handover_only=handover_only)
+
+    def notify_groups(self, group_ids: set[str]) -> None:
+        """Wake callers waiting on these groups (Redis brokers; see ``qengine.notify``)."""
+        notify_groups_safely(self.config, group_ids)
 
     def restart_thread(self, name: str) -> None:
         self.reincarnations += 1

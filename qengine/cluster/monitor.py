@@ -44,11 +44,14 @@ def _cache_timeout(cached: bool | int | None) -> int | None:
     return None if cached is True or not cached else int(cached)
 
 
-def _collate(store: ResultStore, group: str, count: int, cached: bool | int | None) -> None:
-    """All parts of an iter are in the cache: save one task holding every result, in order."""
+def _collate(store: ResultStore, group: str, count: int, cached: bool | int | None) -> bool:
+    """All parts of an iter are in the cache: save one task holding every result, in order.
+
+    Returns whether it did (the iter's own id can then be waited for).
+    """
     parts = store.cached_parts(group)
     if len(parts) < count:
-        return
+        return False
     parts.sort(key=lambda p: p[0] or 0)
     tasks = [t for _, t in parts]
     first = tasks[0]
@@ -72,6 +75,35 @@ def _collate(store: ResultStore, group: str, count: int, cached: bool | int | No
         store.save_task(collated)
     store.delete_cached_group(group, tasks=True)
     store.cache.delete(iter_args_key(store, group))
+    return True
+
+
+def _collate_if_complete(store: ResultStore, message: TaskMessage, size: int) -> str | None:
+    """Collate the iter ``message`` is part of once its group holds every part; its id if so."""
+    group, parts = message.group, message.iter_count
+    if not (group and parts) or size < parts:
+        return None
+    return group if _collate(store, group, parts, message.iter_cached) else None
+
+
+def _continue_chain(message: TaskMessage, broker: Broker | None) -> None:
+    from ..chains import async_chain
+
+    try:
+        async_chain(
+            list(message.chain or ()),
+            group=message.group,
+            cached=message.cached,
+            sync=message.sync,
+            broker=broker,
+        )
+    except Exception:
+        # The task itself is done and saved: running it again would not bring the rest of
+        # the chain back, and raising would keep its batch from being acknowledged.
+        log.exception(
+            "task %s [%s] finished, but the rest of its chain could not be queued",
+            message.name, message.id,
+        )  # fmt: skip
 
 
 def _run_hook(task: Task, hook: object) -> None:
@@ -94,6 +126,7 @@ def finish(
     broker: Broker | None = None,
     store: ResultStore | None = None,
     notify: Notify | None = None,
+    notify_groups: Callable[[set[str]], None] | None = None,
 ) -> None:
     """Save a batch of outcomes, report failures, run hooks, continue chains, send ``post_execute``.
 
@@ -101,8 +134,10 @@ def finish(
     waiting during it is woken right after (``qengine.notify`` says why);
     both come before hooks and chains, which can take long and do not
     change the result. Cached results wake theirs once they are in the
-    cache. Failures are reported right after the save, so a hook or chain
-    that fails later cannot keep them from the error reporters.
+    cache; group waiters (who count or read the group) wake once the batch
+    is stored or cached, and an iter's waiters once it is collated.
+    Failures are reported right after the save, so a hook or chain that
+    fails later cannot keep them from the error reporters.
     """
     store = store or get_store(config)
     to_store = [outcome for outcome in outcomes if not outcome.message.cached]
@@ -128,27 +163,23 @@ def finish(
             assert task is not None
             size = store.cache_task(task, _cache_timeout(message.cached), message.iter_index)
             cached_ids.append(message.id)
-            if message.iter_count and message.group and size >= message.iter_count:
-                _collate(store, message.group, message.iter_count, message.iter_cached)
+            collated = _collate_if_complete(store, message, size)
+            if collated is not None:
+                cached_ids.append(collated)  # the iter's own id now answers
         if not outcome.success:
             reason = task.result if task is not None else loads(outcome.result_blob)
             log.error("task %s [%s] failed: %s", message.name, message.id, _first_line(reason))
         if task is not None and message.hook is not None:
             _run_hook(task, message.hook)
         if message.chain:
-            from ..chains import async_chain
-
-            async_chain(
-                list(message.chain),
-                group=message.group,
-                cached=message.cached,
-                sync=message.sync,
-                broker=broker,
-            )
+            _continue_chain(message, broker)
         if signalled:
             post_execute.send(SENDER, task=task)
     if cached_ids and notify is not None:
         notify(cached_ids, {})
+    groups = {o.message.group for o in outcomes if o.message.group}
+    if groups and notify_groups is not None:
+        notify_groups(groups)
 
 
 def _first_line(value: object) -> str:
@@ -250,7 +281,20 @@ class Monitor:
         """Save, then acknowledge what is done; failed tasks are left for redelivery."""
         cluster = self.cluster
         config = cluster.config
-        self._save([outcome for _, outcome in pairs])
+        try:
+            self._save([outcome for _, outcome in pairs])
+        except Exception:
+            # Not a store outage (those are retried in _save) but something unforeseen, or
+            # the store still down at stop. Held, these tasks would have their leases renewed
+            # for ever and a stop would wait on them; let go unacknowledged, the broker hands
+            # them out again after ``retry``, and a task whose success was saved is then
+            # acknowledged without running.
+            log.exception(
+                "%s: could not finish %d task(s); they will be delivered again",
+                cluster.label, len(pairs),
+            )  # fmt: skip
+            cluster.holdings.release([held.seq for held, _ in pairs])
+            return
         acks: list[str] = []
         seqs: list[int] = []
         for held, outcome in pairs:
@@ -274,7 +318,7 @@ class Monitor:
             try:
                 finish(
                     outcomes, cluster.config, broker=cluster.broker, store=cluster.store,
-                    notify=cluster.notify_done,
+                    notify=cluster.notify_done, notify_groups=cluster.notify_groups,
                 )  # fmt: skip
                 return
             except StoreError as exc:

@@ -10,9 +10,9 @@ from functools import partial
 import pytest
 
 import qengine
-from qengine import fetch, result
+from qengine import fetch, fetch_group, result, result_group
 from qengine.cluster.monitor import finish
-from qengine.notify import PAYLOAD_LIMIT, get_notifier, notify_safely
+from qengine.notify import PAYLOAD_LIMIT, get_notifier, notify_groups_safely, notify_safely
 from qengine.signing import Signer
 from qengine.store import get_store, outcome_values
 from tests.qengine.test_store import outcome
@@ -181,3 +181,72 @@ def test_a_row_too_large_to_hand_over_wakes_its_waiter_only_after_the_write(
     # Woken before the write, it would find nothing stored and sleep out its 1 s look.
     assert time.monotonic() - started < 0.9
     assert leftover(redis_client, config) == []
+
+
+# -- group waits ------------------------------------------------------------------------
+
+
+def finish_later(config, outcomes, delay=0.3):
+    """``finish`` as the monitor calls it, in a thread, after ``delay`` seconds."""
+    return later(
+        lambda: finish(
+            outcomes, config, store=get_store(config), notify=partial(notify_safely, config),
+            notify_groups=partial(notify_groups_safely, config),
+        ),
+        delay,
+    )  # fmt: skip
+
+
+def test_a_group_wait_wakes_on_the_save_instead_of_polling(config, monkeypatch, redis_client):
+    store = get_store(config)
+    counted = store.group_count
+    looks: list[int] = []
+
+    def counting(*args, **kwargs):
+        looks.append(1)
+        return counted(*args, **kwargs)
+
+    monkeypatch.setattr(store, "group_count", counting)
+    batch = [outcome(i, group="g-wait") for i in range(3)]
+    started = time.monotonic()
+    thread = finish_later(config, batch)
+    assert sorted(result_group("g-wait", count=3, wait=5_000)) == [0, 1, 2]
+    thread.join()
+    assert time.monotonic() - started < 0.9  # not the waiter's own 1 s look
+    assert len(looks) <= 3  # a poll would have counted every few milliseconds
+    assert leftover(redis_client, config) == []
+
+
+def test_every_waiter_of_a_group_wakes(config, redis_client):
+    answers: list[int] = []
+
+    def waiter() -> None:
+        answers.append(len(fetch_group("g-many", count=1, wait=5_000)))
+
+    waiters = [threading.Thread(target=waiter) for _ in range(3)]
+    for thread in waiters:
+        thread.start()
+    time.sleep(0.2)  # all three are blocked by now
+    started = time.monotonic()
+    finish_later(config, [outcome("one", group="g-many")], delay=0).join()
+    for thread in waiters:
+        thread.join()
+    assert answers == [1, 1, 1]
+    assert time.monotonic() - started < 0.9
+    assert leftover(redis_client, config) == []
+
+
+def test_an_iter_waiter_wakes_when_the_parts_are_collated(config, redis_client):
+    iter_id = "i" * 32
+    parts = [outcome(n, group=iter_id) for n in range(2)]
+    for n, part in enumerate(parts):
+        part.message.cached = True
+        part.message.iter_count = 2
+        part.message.iter_cached = True
+        part.message.iter_index = n
+    started = time.monotonic()
+    thread = finish_later(config, parts)
+    assert result(iter_id, wait=5_000, cached=True) == [0, 1]
+    thread.join()
+    assert time.monotonic() - started < 0.9
+    get_store(config).delete_cached(iter_id)

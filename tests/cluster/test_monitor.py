@@ -1,0 +1,79 @@
+"""The monitor thread in this process: what it does with a batch it cannot finish."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+import qengine
+from qengine.brokers import make_broker
+from qengine.cluster.cluster import Cluster
+from qengine.cluster.monitor import Monitor, finish
+from qengine.cluster.state import Held
+from qengine.errors import BrokerError
+from qengine.signing import get_signer
+from qengine.store import get_store
+from qengine.task import TaskMessage, new_id
+from tests.qengine.test_store import outcome
+
+
+@pytest.fixture
+def config(tmp_path) -> qengine.Config:
+    return qengine.configure(
+        store=f"sqlite:///{tmp_path}/monitor.sqlite3",
+        secret_key="monitor-tests",
+        retry=1,
+        timeout=0.5,
+        poll=0.05,
+    )  # fmt: skip
+
+
+def held_task(cluster: Cluster) -> tuple[Held, TaskMessage]:
+    message = TaskMessage(id=new_id()[0], name="held", func="tests.tasks.add", args=(1, 2))
+    cluster.broker.enqueue(get_signer(cluster.config).dumps(message))
+    (delivery,) = cluster.broker.receive(timeout=1)
+    held = Held(seq=cluster.holdings.next_seq(), delivery=delivery, message=message)
+    cluster.holdings.add([held])
+    return held, message
+
+
+def test_a_batch_that_cannot_be_finished_is_let_go_for_redelivery(config, monkeypatch, caplog):
+    cluster = Cluster(config)
+    cluster.broker = make_broker(config)
+    cluster.store = get_store(config)
+    held, message = held_task(cluster)
+    done = outcome(3, task_id=message.id)
+
+    def broken(rows):
+        raise RuntimeError("not a store outage")
+
+    monkeypatch.setattr(cluster.store, "save_rows", broken)
+    with caplog.at_level(logging.ERROR):
+        Monitor(cluster).settle([(held, done)])
+    # Not held any more (a stop would otherwise wait on it for ever) ...
+    assert len(cluster.holdings) == 0
+    assert "will be delivered again" in caplog.text
+    # ... and not acknowledged: the broker hands it out again after ``retry``.
+    time.sleep(1.2)
+    (again,) = cluster.broker.receive(timeout=1)
+    assert again.count == 2
+    cluster.broker.acknowledge(again.ack_id)
+    cluster.broker.close()
+
+
+def test_a_chain_that_cannot_be_queued_is_logged_and_the_task_kept(config, monkeypatch, caplog):
+    broker = make_broker(config)
+    done = outcome("first link")
+    done.message.chain = [("tests.tasks.add", (1, 2), {})]
+
+    def refuse(package):
+        raise BrokerError("broker gone")
+
+    monkeypatch.setattr(broker, "enqueue", refuse)
+    with caplog.at_level(logging.ERROR):
+        finish([done], config, broker=broker)
+    assert get_store(config).get(done.message.id).result == "first link"
+    assert "rest of its chain could not be queued" in caplog.text
+    broker.close()
