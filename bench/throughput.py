@@ -15,7 +15,7 @@ For each broker (Redis, SQL on SQLite, SQL on PostgreSQL), with a real
       comparison the plain sum of resident set sizes (RSS), which counts
       them once per process.
 
-Usage: ``.venv/bin/python bench/throughput.py [redis] [sqlite] [postgres] [-n 10000]``
+Usage: ``.venv/bin/python bench/throughput.py [redis] [sqlite] [postgres] [-n 10000] [-r 1]``
 """
 
 from __future__ import annotations
@@ -222,12 +222,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("brokers", nargs="*", default=["redis", "sqlite", "postgres"])
     parser.add_argument("-n", type=int, default=10_000, help="tasks for (a) and (b)")
+    parser.add_argument(
+        "-r", "--repeat", type=int, default=1,
+        help="runs per broker: on a shared or virtual machine one run can be off by 30%%",
+    )  # fmt: skip
     args = parser.parse_args()
     print(machine_reference(), flush=True)
     with tempfile.TemporaryDirectory() as workdir:
         print(f"{'broker':10} {'drain/s':>9} {'e2e/s':>9} {'enq/s':>9} "
               f"{'p50 ms':>8} {'p99 ms':>8} {'PSS MB':>8} {'RSS MB':>8}")  # fmt: skip
-        for kind in args.brokers:
+        for kind in [k for k in args.brokers for _ in range(args.repeat)]:
             f = bench(kind, args.n, workdir)
             print(
                 f"{kind:10} {f['drain_per_s']:9.0f} {f['end_to_end_per_s']:9.0f} "

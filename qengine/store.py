@@ -32,6 +32,19 @@ def dumps(value: Any) -> bytes:
     return fast_dumps(value)
 
 
+_NO_ARGS = fast_dumps(())
+_NO_KWARGS = fast_dumps({})
+
+
+def _args_blob(args: Any) -> bytes:
+    # Many tasks take no arguments, and every saved row pickles both: skip the pickler.
+    return dumps(tuple(args)) if args else _NO_ARGS
+
+
+def _kwargs_blob(kwargs: Any) -> bytes:
+    return dumps(dict(kwargs)) if kwargs else _NO_KWARGS
+
+
 def loads(blob: bytes | None) -> Any:
     """Unpickle a stored value: the store and cache are trusted, unlike packages in transit."""
     return None if blob is None else pickle.loads(blob)
@@ -43,8 +56,8 @@ def _task_values(task: Task) -> dict[str, Any]:
         "name": task.name,
         "func": func_name(task.func) or "",
         "hook": func_name(task.hook),
-        "args": dumps(tuple(task.args)),
-        "kwargs": dumps(dict(task.kwargs)),
+        "args": _args_blob(task.args),
+        "kwargs": _kwargs_blob(task.kwargs),
         "result": dumps(task.result),
         "group": task.group,
         "started": task.started,
@@ -75,8 +88,8 @@ def outcome_values(outcome: Outcome) -> dict[str, Any]:
         "name": message.name,
         "func": func_name(message.func) or "",
         "hook": func_name(message.hook),
-        "args": dumps(tuple(message.args)),
-        "kwargs": dumps(dict(message.kwargs)),
+        "args": _args_blob(message.args),
+        "kwargs": _kwargs_blob(message.kwargs),
         "result": outcome.result_blob,
         "group": message.group,
         "started": message.enqueued,
