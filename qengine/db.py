@@ -239,8 +239,10 @@ def _sqlite_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
+        # Straight to the driver: through exec_driver_sql, BEGIN cost as much as the
+        # statement the transaction is for.
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        conn.connection.driver_connection.execute(f"BEGIN {mode}")
 
     return engine
 
@@ -272,7 +274,13 @@ def writing(engine: Engine) -> Any:
     transaction that reads first cannot upgrade once another connection has
     written, and fails at once instead of waiting for the lock.
     """
-    return engine.execution_options(sqlite_begin="IMMEDIATE").begin()
+    return _immediate(engine).begin()
+
+
+@lru_cache(maxsize=32)
+def _immediate(engine: Engine) -> Engine:
+    # An option engine is cheap to use but not to make: one per engine, not per write.
+    return engine.execution_options(sqlite_begin="IMMEDIATE")
 
 
 @on_reset
@@ -283,3 +291,4 @@ def dispose_engines() -> None:
             engine.dispose()
         _engines.clear()
         _created.clear()
+        _immediate.cache_clear()
