@@ -175,6 +175,8 @@ class Config:
         scheme = urlsplit(self.broker_url).scheme
         if scheme in {"redis", "rediss", "unix"} or self.django_redis:
             return "redis"
+        if scheme in {"mongodb", "mongodb+srv"}:
+            return "mongo"  # broker="mongodb://…" works like mongo="mongodb://…"
         return "sql"
 
     @property
@@ -251,13 +253,13 @@ def mask_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return url
-    if parts.password is None:
+    # Split the netloc by hand: MongoDB URLs list several hosts, which urlsplit's
+    # port parsing refuses.
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
         return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:********@{host}"))
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:********@{hosts}"))
 
 
 # -- validation -------------------------------------------------------------

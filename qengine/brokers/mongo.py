@@ -55,16 +55,19 @@ pymongo's own default is 30 s, long enough to stall ``ping`` and every broker ca
 
 
 def mongo_client(config: Config) -> MongoClient[dict[str, Any]]:
-    """A client from the ``mongo`` key: MongoClient keyword arguments, or a URI.
+    """A client from the ``mongo`` key (MongoClient keyword arguments, or a URI) or a
+    ``mongodb://`` broker URL.
 
     Connects lazily, on the first operation. As in the spec, a dict's ``host`` may
     itself be a ``mongodb://`` URI.
     """
+    source = config.mongo if config.mongo is not None else config.broker_url
+    key = "mongo" if config.mongo is not None else "broker"
     options: dict[str, Any] = {}
-    if isinstance(config.mongo, str):
-        options["host"] = config.mongo
-    elif config.mongo:
-        options.update(config.mongo)
+    if isinstance(source, str):
+        options["host"] = source
+    elif source:
+        options.update(source)
     named = {key.lower() for key in options} | {
         part.split("=", 1)[0].lower()
         for part in str(options.get("host", "")).partition("?")[2].split("&")
@@ -75,7 +78,7 @@ def mongo_client(config: Config) -> MongoClient[dict[str, Any]]:
     try:
         return MongoClient(**options)
     except (ConfigurationError, TypeError, ValueError) as exc:
-        raise ConfigError(f"config key 'mongo' cannot make a MongoDB client: {exc}") from exc
+        raise ConfigError(f"config key {key!r} cannot make a MongoDB client: {exc}") from exc
 
 
 def _now() -> datetime:

@@ -69,6 +69,8 @@ def make(mongo_server: Server, database: str, cluster_name: str) -> Iterator[Any
         ({"mongo": {"host": "127.0.0.1", "port": 27017}}, DEFAULT_DATABASE),
         ({"mongo": {"host": "mongodb://127.0.0.1/from-host"}}, "from-host"),
         ({"mongo": "mongodb://127.0.0.1/tasks", "mongo_db": "chosen"}, "chosen"),
+        ({"broker": "mongodb://127.0.0.1:27017/by-url"}, "by-url"),
+        ({"broker": "mongodb://127.0.0.1:27017"}, DEFAULT_DATABASE),
     ],
 )
 def test_the_database_is_mongo_db_else_the_uris_else_django_q(
@@ -93,6 +95,7 @@ def test_the_database_is_mongo_db_else_the_uris_else_django_q(
         ({"mongo": {}, "mongo_db": ""}, "'mongo_db'"),
         ({"mongo": {}, "sqs": {}}, "both choose the broker"),
         ({"mongo": {}, "broker": "redis://127.0.0.1"}, "both choose the broker"),
+        ({"mongo": {}, "broker": "mongodb://127.0.0.1"}, "both choose the broker"),
     ],
 )
 def test_bad_mongo_settings_are_config_errors(keys: dict[str, Any], message: str) -> None:
@@ -112,6 +115,8 @@ def test_a_uri_password_stays_out_of_errors_and_as_dict() -> None:
     assert uri.as_dict()["mongo"] == "mongodb://user:********@h1:1,h2:2/db"
     assert "hush" not in str(keys.as_dict()["mongo"])
     assert "hush" not in repr(uri) + repr(keys)
+    by_url = load_config({"broker": "mongodb://user:hush@h1:1,h2:2/db"})
+    assert "hush" not in str(by_url.as_dict()["broker"])
 
 
 def test_the_environment_gives_mongo_as_a_uri_or_json() -> None:
