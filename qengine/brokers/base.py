@@ -31,6 +31,13 @@ class Broker(ABC):
     ``delete_queue`` and ``ping``; the rest have working defaults.
     """
 
+    receive_wait_s: float = 0.5
+    """How long the cluster's pusher lets one ``receive`` wait when the queue is empty.
+
+    Short, so a stop is noticed quickly; a broker whose empty receives cost
+    requests (SQS) asks for a longer one.
+    """
+
     def __init__(self, config: Config, list_key: str | None = None) -> None:
         self.config = config
         self.list_key = list_key or config.name

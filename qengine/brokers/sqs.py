@@ -121,6 +121,10 @@ class SQSBroker(Broker):
     own chain (environment, shared files, instance role).
     """
 
+    receive_wait_s = 1.0
+    """One long poll per pusher round: an idle cluster makes two requests a second
+    (the poll and a last look at its deadline), not one every ``poll`` seconds."""
+
     package_limit_bytes = MAX_MESSAGE_BYTES - _OVERHEAD
 
     def __init__(
@@ -332,7 +336,9 @@ class SQSBroker(Broker):
         with self._errors("receive from"):
             while True:
                 left = deadline - time.monotonic()
-                long_s = min(MAX_WAIT_S, int(left)) if left >= 1 else 0
+                # Microseconds have passed since the deadline was set: a 1 s timeout
+                # is still a 1 s long poll, not a second of short polls.
+                long_s = max(0, min(MAX_WAIT_S, int(left + 0.05)))
                 deliveries = self._receive_once(count, long_s)
                 if deliveries:
                     return deliveries

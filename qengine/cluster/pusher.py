@@ -17,7 +17,7 @@ __all__ = ["Pusher"]
 log = logging.getLogger(__name__)
 
 RECEIVE_WAIT_S = 0.5
-"""Longest a receive call blocks, so a stop is noticed quickly."""
+"""Longest the pusher waits for room in memory before it looks at the broker again."""
 
 
 class Pusher:
@@ -51,8 +51,9 @@ class Pusher:
         if room <= 0:
             holdings.wait_for_room(RECEIVE_WAIT_S)
             return 0
-        deliveries = cluster.broker.receive(
-            count=min(room, cluster.config.bulk), timeout=RECEIVE_WAIT_S
+        broker = cluster.broker
+        deliveries = broker.receive(
+            count=min(room, cluster.config.bulk), timeout=broker.receive_wait_s
         )
         if not deliveries:
             if cluster.run_once and not len(holdings) and not cluster.broker.queue_size():

@@ -342,3 +342,28 @@ def test_an_existing_client_is_used_and_left_open(
     finally:
         broker.delete_queue()
         client.close()
+
+
+def test_an_idle_pusher_long_polls_instead_of_asking_every_poll(make: Any) -> None:
+    from qengine.cluster.cluster import Cluster
+    from qengine.cluster.pusher import Pusher
+
+    broker = make(poll=0.05)
+    broker.ping()  # the queue exists before counting
+    cluster = Cluster(broker.config)
+    cluster.broker = broker
+    asked: list[int] = []
+    receive_message = broker.connection.receive_message
+
+    def counting(**kwargs: Any) -> Any:
+        asked.append(kwargs["WaitTimeSeconds"])
+        return receive_message(**kwargs)
+
+    broker.connection.receive_message = counting
+    started = time.monotonic()
+    while time.monotonic() - started < 2:
+        Pusher(cluster).tick()
+    # Two requests a second at most (a long poll, then a look at its deadline); short
+    # polls every 50 ms would have made about forty.
+    assert 2 <= len(asked) <= 6
+    assert asked.count(1) >= 1
