@@ -57,3 +57,18 @@ class FileReporter:
         }
         with self.path.open("a") as out:
             out.write(json.dumps(line) + "\n")
+
+
+class SlowReporter:
+    """A plugin with a blocking transport: each report takes ``seconds``, then is written down."""
+
+    def __init__(self, path: str, seconds: float) -> None:
+        self.path = Path(path)
+        self.seconds = seconds
+
+    def report(self, failure: FailureReport) -> None:
+        import time
+
+        time.sleep(self.seconds)
+        with self.path.open("a") as out:
+            out.write(failure.id + "\n")

@@ -34,6 +34,7 @@ from .guard import Guard
 from .monitor import Monitor, failed_outcome
 from .pool import WorkerPool, batch_sizes
 from .pusher import Pusher
+from .reporting import ReportingThread
 from .scheduler import Scheduler
 from .state import Held, Holdings
 
@@ -45,6 +46,9 @@ _instances = itertools.count(1)
 
 UNACKED_GRACE_S = 10.0
 """How long a stop waits for a broker to take acknowledgements of saved results."""
+
+REPORTING_GRACE_S = 10.0
+"""How long a stop waits for the error reporters to send what is queued."""
 
 
 class Cluster:
@@ -86,6 +90,7 @@ class Cluster:
         self.monitor: Monitor | None = None
         self.scheduler: Scheduler | None = None
         self.guard = Guard(self)
+        self.reporting = ReportingThread(self.config)
         self._stat = Stat(cluster_id=self.cluster_id, name=self.config.name, pid=self.pid)
         self._thread: threading.Thread | None = None
         self._pool: WorkerPool | None = None
@@ -178,7 +183,8 @@ class Cluster:
         self.broker = make_broker(config)
         self.store = get_store(config)
         # A bad error_reporter stops the start, not the monitor at the first failed task.
-        get_reporters(config)
+        if get_reporters(config):
+            self.reporting.start()
         self.new_pool()
         self.monitor = Monitor(self)
         self.monitor.thread.start()
@@ -233,6 +239,7 @@ class Cluster:
         if self.monitor is not None:
             self.monitor.done.set()
             self.monitor.thread.join()
+        self.reporting.stop(REPORTING_GRACE_S)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         self.status = "Stopped"

@@ -127,6 +127,7 @@ def finish(
     store: ResultStore | None = None,
     notify: Notify | None = None,
     notify_groups: Callable[[set[str]], None] | None = None,
+    report: Callable[[Sequence[Outcome], Config], None] = report_failures,
 ) -> None:
     """Save a batch of outcomes, report failures, run hooks, continue chains, send ``post_execute``.
 
@@ -150,7 +151,7 @@ def finish(
             late = [o.message.id for o in to_store if o.message.id not in woken]
             if late:
                 notify(late, by_id)
-    report_failures(outcomes, config)
+    report(outcomes, config)
 
     cached_ids: list[str] = []
     signalled = bool(post_execute.receivers)
@@ -319,6 +320,7 @@ class Monitor:
                 finish(
                     outcomes, cluster.config, broker=cluster.broker, store=cluster.store,
                     notify=cluster.notify_done, notify_groups=cluster.notify_groups,
+                    report=cluster.reporting.submit,
                 )  # fmt: skip
                 return
             except StoreError as exc:

@@ -11,6 +11,7 @@ import qengine
 from qengine.brokers import make_broker
 from qengine.cluster.cluster import Cluster
 from qengine.cluster.monitor import Monitor, finish
+from qengine.cluster.reporting import ReportingThread
 from qengine.cluster.state import Held
 from qengine.errors import BrokerError
 from qengine.signing import get_signer
@@ -77,3 +78,37 @@ def test_a_chain_that_cannot_be_queued_is_logged_and_the_task_kept(config, monke
     assert get_store(config).get(done.message.id).result == "first link"
     assert "rest of its chain could not be queued" in caplog.text
     broker.close()
+
+
+def slow_reporting(config, tmp_path, seconds):
+    reports = tmp_path / "reports.txt"
+    config = config.replace(
+        error_reporter={"tests.reporters.SlowReporter": {"path": str(reports), "seconds": seconds}}
+    )
+    return config, reports, ReportingThread(config)
+
+
+def test_a_blocking_reporter_does_not_hold_up_the_monitor(config, tmp_path):
+    config, reports, reporting = slow_reporting(config, tmp_path, seconds=1.0)
+    reporting.start()
+    failed = outcome("boom", success=False)
+    started = time.monotonic()
+    finish([failed], config, report=reporting.submit)
+    assert time.monotonic() - started < 0.5  # saved without waiting for the report
+    assert get_store(config).get(failed.message.id).success is False
+    reporting.stop(timeout=5)  # a stop sends what is queued
+    assert reports.read_text().split() == [failed.message.id]
+
+
+def test_reports_beyond_the_limit_are_dropped_and_counted(config, tmp_path, caplog):
+    config, reports, reporting = slow_reporting(config, tmp_path, seconds=0.3)
+    reporting.limit = 2
+    reporting.start()
+    failures = [outcome(n, success=False) for n in range(5)]
+    with caplog.at_level(logging.WARNING):
+        for failed in failures:
+            reporting.submit([failed], config)
+        reporting.stop(timeout=5)
+    assert reporting.dropped == 3
+    assert reports.read_text().split() == [f.message.id for f in failures[:2]]
+    assert "dropping reports" in caplog.text
