@@ -129,18 +129,25 @@ def finish(
     notify_groups: Callable[[set[str]], None] | None = None,
     report: Callable[[Sequence[Outcome], Config], None] = report_failures,
 ) -> None:
-    """Save a batch of outcomes, report failures, run hooks, continue chains, send ``post_execute``.
+    """Save or cache a batch of outcomes, wake waiters, report failures, run hooks and chains.
 
     Waiters get their rows just before the write, and whoever started
-    waiting during it is woken right after (``qengine.notify`` says why);
-    both come before hooks and chains, which can take long and do not
-    change the result. Cached results wake theirs once they are in the
-    cache; group waiters (who count or read the group) wake once the batch
-    is stored or cached, and an iter's waiters once it is collated.
-    Failures are reported right after the save, so a hook or chain that
-    fails later cannot keep them from the error reporters.
+    waiting during it is woken right after (``qengine.notify`` says why).
+    Cached results wake theirs once they are in the cache, group waiters
+    (who count or read the group) once the batch is stored or cached, and
+    an iter's waiters once it is collated: all before hooks and chains,
+    which can take long and do not change the result. Failures are reported
+    once everything is stored or cached: a batch retried after a store
+    error is not reported twice, and a hook or chain that fails later
+    cannot keep them from the error reporters.
     """
     store = store or get_store(config)
+    signalled = bool(post_execute.receivers)
+    # Building the Task unpickles the result: only when something will look at it.
+    tasks = [
+        outcome_task(o) if signalled or o.message.cached or o.message.hook is not None else None
+        for o in outcomes
+    ]
     to_store = [outcome for outcome in outcomes if not outcome.message.cached]
     if to_store:
         rows = store.rows_to_save(to_store)
@@ -151,22 +158,16 @@ def finish(
             late = [o.message.id for o in to_store if o.message.id not in woken]
             if late:
                 notify(late, by_id)
+    cached_ids = _cache_outcomes(store, outcomes, tasks)
+    if cached_ids and notify is not None:
+        notify(cached_ids, {})
+    groups = {o.message.group for o in outcomes if o.message.group}
+    if groups and notify_groups is not None:
+        notify_groups(groups)
     report(outcomes, config)
 
-    cached_ids: list[str] = []
-    signalled = bool(post_execute.receivers)
-    for outcome in outcomes:
+    for outcome, task in zip(outcomes, tasks, strict=True):
         message = outcome.message
-        # Building the Task unpickles the result: only when something will look at it.
-        needs_task = signalled or bool(message.cached) or message.hook is not None
-        task = outcome_task(outcome) if needs_task else None
-        if message.cached:
-            assert task is not None
-            size = store.cache_task(task, _cache_timeout(message.cached), message.iter_index)
-            cached_ids.append(message.id)
-            collated = _collate_if_complete(store, message, size)
-            if collated is not None:
-                cached_ids.append(collated)  # the iter's own id now answers
         if not outcome.success:
             reason = task.result if task is not None else loads(outcome.result_blob)
             log.error("task %s [%s] failed: %s", message.name, message.id, _first_line(reason))
@@ -176,11 +177,24 @@ def finish(
             _continue_chain(message, broker)
         if signalled:
             post_execute.send(SENDER, task=task)
-    if cached_ids and notify is not None:
-        notify(cached_ids, {})
-    groups = {o.message.group for o in outcomes if o.message.group}
-    if groups and notify_groups is not None:
-        notify_groups(groups)
+
+
+def _cache_outcomes(
+    store: ResultStore, outcomes: Sequence[Outcome], tasks: Sequence[Task | None]
+) -> list[str]:
+    """Put the cached ones in the cache, collating finished iters; return the ids now there."""
+    cached_ids: list[str] = []
+    for outcome, task in zip(outcomes, tasks, strict=True):
+        message = outcome.message
+        if not message.cached:
+            continue
+        assert task is not None
+        size = store.cache_task(task, _cache_timeout(message.cached), message.iter_index)
+        cached_ids.append(message.id)
+        collated = _collate_if_complete(store, message, size)
+        if collated is not None:
+            cached_ids.append(collated)  # the iter's own id now answers
+    return cached_ids
 
 
 def _first_line(value: object) -> str:

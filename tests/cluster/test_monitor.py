@@ -13,7 +13,7 @@ from qengine.cluster.cluster import Cluster
 from qengine.cluster.monitor import Monitor, finish
 from qengine.cluster.reporting import ReportingThread
 from qengine.cluster.state import Held
-from qengine.errors import BrokerError
+from qengine.errors import BrokerError, StoreError
 from qengine.signing import get_signer
 from qengine.store import get_store
 from qengine.task import TaskMessage, new_id
@@ -112,3 +112,30 @@ def test_reports_beyond_the_limit_are_dropped_and_counted(config, tmp_path, capl
     assert reporting.dropped == 3
     assert reports.read_text().split() == [f.message.id for f in failures[:2]]
     assert "dropping reports" in caplog.text
+
+
+def test_a_batch_retried_after_a_cache_error_is_reported_once(config, monkeypatch):
+    store = get_store(config)
+    failed = outcome("boom", success=False)
+    failed.message.cached = True
+    cache_task = store.cache_task
+    attempts: list[int] = []
+
+    def flaky(*args, **kwargs):
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise StoreError("cache down for a moment")
+        return cache_task(*args, **kwargs)
+
+    monkeypatch.setattr(store, "cache_task", flaky)
+    reported: list[str] = []
+
+    def report(outcomes, _config):
+        reported.extend(o.message.id for o in outcomes if not o.success)
+
+    with pytest.raises(StoreError):
+        finish([failed], config, store=store, report=report)
+    finish([failed], config, store=store, report=report)  # the monitor's retry
+    assert reported == [failed.message.id]
+    assert store.cached(failed.message.id).success is False
+    store.delete_cached(failed.message.id)
