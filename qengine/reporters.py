@@ -118,10 +118,11 @@ class FailureReport:
 class ErrorReporter(Protocol):
     """What a reporter class provides, besides a constructor taking its settings as keywords.
 
-    ``report`` runs in the monitor thread, between saving a batch of results
-    and acknowledging it: a slow service must be reached in the background
-    (both built-in reporters do). An optional ``close()`` is called when the
-    configuration is replaced, to flush and release connections.
+    In a cluster ``report`` runs in the reporting thread, one failure at a
+    time, after the result is saved (in sync mode, in the caller): a slow
+    service delays only the reports behind it. An optional ``close()`` is
+    called when the configuration is replaced, to flush and release
+    connections.
     """
 
     def report(self, failure: FailureReport) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from .config import Config, get_config
+from .config import Config, get_config, on_reset
 from .db import StatRow, get_engine, writing
 from .errors import StoreError
 
@@ -158,10 +159,27 @@ class _StoreStats:
         return [Stat.from_json(row) for row in rows]
 
 
+_backends: dict[int, tuple[Config, _RedisStats | _StoreStats]] = {}
+_backends_lock = threading.Lock()
+
+
 def _backend(config: Config) -> _RedisStats | _StoreStats:
-    if config.broker_kind == "redis":
-        return _RedisStats(config)
-    return _StoreStats(config)
+    """One backend per configuration: a cluster publishes every guard cycle and a
+    monitor reads every refresh, and a new Redis client each time meant a new
+    connection each time."""
+    with _backends_lock:
+        cached = _backends.get(id(config))
+        if cached is None or cached[0] is not config:
+            backend = _RedisStats(config) if config.broker_kind == "redis" else _StoreStats(config)
+            cached = (config, backend)
+            _backends[id(config)] = cached
+        return cached[1]
+
+
+@on_reset
+def _drop_backends() -> None:
+    with _backends_lock:
+        _backends.clear()
 
 
 # -- the qinfo summary -------------------------------------------------------------------
@@ -221,10 +239,17 @@ def summary(config: Config | None = None) -> Summary:
     stats = Stat.get_all(config)
     store = get_store(config)
     since = datetime.now(UTC) - timedelta(days=1)
+    # The process's shared broker when it fits; a broker made here is closed here, so
+    # a monitor refreshing every second does not open a connection per refresh.
+    shared = config is get_config()
+    broker = get_broker() if shared else get_broker(config)
     try:
-        queued = get_broker(config).queue_size()
+        queued = broker.queue_size()
     except Exception:  # an unreachable broker shows as zero queued, not as a crash
         queued = 0
+    finally:
+        if not shared:
+            broker.close()
     try:
         with store.engine.connect() as conn:
             schedules = int(conn.scalar(select(func.count()).select_from(ScheduleRow)) or 0)
