@@ -103,9 +103,9 @@ class Notifier:
 
     def payload(self, row: Mapping[str, Any] | None) -> bytes:
         """The signed row to push, or ``b""`` (read it from the store) when too large."""
-        if not _fits(row):
+        if row is None or not _fits(row):
             return b""
-        return self.signer.dumps(dict(row))  # type: ignore[arg-type]
+        return self.signer.dumps(dict(row))
 
     def notify(
         self,
