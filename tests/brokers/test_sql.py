@@ -137,3 +137,26 @@ def test_enqueue_in_a_transaction_counts_only_if_it_commits(
         assert [d.package for d in broker.receive(count=5, timeout=0)] == [b"committed"]
     finally:
         broker.delete_queue()
+
+
+def test_polling_an_empty_sqlite_queue_takes_no_write_lock(tmp_path: Any) -> None:
+    import sqlite3
+
+    path = tmp_path / "idle.sqlite3"
+    broker = get_broker(load_config({"broker": f"sqlite:///{path}", "secret_key": SECRET}))
+    broker.enqueue(b"first")
+    (delivery,) = broker.receive(timeout=0)  # the queue now holds nothing due
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # a producer in the middle of its write
+    polled = threading.Thread(target=lambda: broker.receive(timeout=0))
+    polled.start()
+    polled.join(1.0)
+    try:
+        # A poll that asked for the write lock would wait out the busy timeout (30 s).
+        assert not polled.is_alive()
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+        polled.join()
+    broker.acknowledge(delivery.ack_id)
+    broker.close()
