@@ -195,6 +195,7 @@ def bench(kind: str, n: int, workdir: str) -> dict[str, float]:
     finally:
         run.stop()
         clean(config)
+        broker.delete_queue()  # each run's cluster name is its own: leave no queue behind
     figures["peak_mb"] = run.peak_kb / 1024
     figures["peak_rss_mb"] = run.peak_rss_kb / 1024
     return figures
