@@ -20,7 +20,7 @@ import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigError
@@ -521,6 +521,35 @@ def on_reset(hook: Callable[[], None]) -> Callable[[], None]:
     """Register ``hook`` to drop connections and caches when the configuration is replaced."""
     _reset_hooks.append(hook)
     return hook
+
+
+T = TypeVar("T")
+
+
+class PerConfig(Generic[T]):
+    """One object per configuration, built on first use and forgotten when it is replaced.
+
+    Keyed by identity, not equality: a configuration replaced by an equal one
+    still gets fresh connections, as ``configure()`` promises.
+    """
+
+    def __init__(self, build: Callable[[Config], T]) -> None:
+        self._build = build
+        self._made: dict[int, tuple[Config, T]] = {}
+        self._lock = threading.Lock()
+        on_reset(self.clear)
+
+    def __call__(self, config: Config) -> T:
+        with self._lock:
+            made = self._made.get(id(config))
+            if made is None or made[0] is not config:
+                made = (config, self._build(config))
+                self._made[id(config)] = made
+            return made[1]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._made.clear()
 
 
 def _replace(config: Config | None) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -34,7 +33,7 @@ from typing import Any
 
 import redis
 
-from .config import Config, on_reset
+from .config import Config, PerConfig
 from .errors import SignatureError
 
 __all__ = ["Notifier", "get_notifier", "notify_groups_safely", "notify_safely"]
@@ -81,6 +80,26 @@ for i = 1, #KEYS do
 end
 return 0
 """
+
+
+class _Deadline:
+    """A waiter's ``wait`` (ms, -1: none) as the times its Redis calls need."""
+
+    def __init__(self, wait: int) -> None:
+        self.at = None if wait < 0 else time.monotonic() + wait / 1000
+        self.interest_s = math.ceil(wait / 1000) + 1 if wait >= 0 else 3600
+        """How long the waiter's interest key lives: past the wait, or an hour."""
+
+    def block_s(self) -> float | None:
+        """How long to block before the next look, or None once the wait is over.
+
+        A second at most: a result saved just before the interest was visible
+        wakes nobody, and only the next look finds it.
+        """
+        if self.at is None:
+            return 1.0
+        left = self.at - time.monotonic()
+        return None if left <= 0 else max(min(left, 1.0), 0.01)
 
 
 class Notifier:
@@ -150,22 +169,18 @@ class Notifier:
         With ``decode``, a pushed row that verifies is turned into the answer
         directly instead of probing again.
         """
-        deadline = None if wait < 0 else time.monotonic() + wait / 1000
-        interest = math.ceil(wait / 1000) + 1 if wait >= 0 else 3600
-        self.client.set(self._waiting(task_id), 1, ex=interest)
+        deadline = _Deadline(wait)
+        self.client.set(self._waiting(task_id), 1, ex=deadline.interest_s)
         handed_over = False
         try:
             while True:
                 value = probe()
                 if value:
                     return value
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
+                block_s = deadline.block_s()
+                if block_s is None:
                     return value
-                # Block at most a second at a time: the result may have been saved just
-                # before our interest was visible, and then only the next probe sees it.
-                block = 1.0 if left is None else min(left, 1.0)
-                popped = self.client.blpop([self._done(task_id)], timeout=max(block, 0.01))
+                popped = self.client.blpop([self._done(task_id)], timeout=block_s)
                 if popped is None:
                     continue
                 row = self._verified(popped[1])
@@ -192,23 +207,20 @@ class Notifier:
         each look: a result saved after the look wakes it, one saved before
         is what the look sees.
         """
-        deadline = None if wait < 0 else time.monotonic() + wait / 1000
+        deadline = _Deadline(wait)
         waiters = self._group_waiters(group_id)
         wake = f"{waiters}:{uuid.uuid4().hex}"
-        interest = math.ceil(wait / 1000) + 1 if wait >= 0 else 3600
         try:
             while True:
                 with self.client.pipeline(transaction=False) as pipe:
-                    pipe.sadd(waiters, wake).expire(waiters, interest).execute()
+                    pipe.sadd(waiters, wake).expire(waiters, deadline.interest_s).execute()
                 value = probe()
                 if value:
                     return value
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
+                block_s = deadline.block_s()
+                if block_s is None:
                     return value
-                # At most a second at a time, as for single results (see ``wait``).
-                block = 1.0 if left is None else min(left, 1.0)
-                self.client.blpop([wake], timeout=max(block, 0.01))
+                self.client.blpop([wake], timeout=block_s)
         finally:
             with self.client.pipeline(transaction=False) as pipe:
                 pipe.srem(waiters, wake).delete(wake).execute()
@@ -224,26 +236,12 @@ class Notifier:
         return row if isinstance(row, dict) else None
 
 
-_notifiers: dict[int, tuple[Config, Notifier]] = {}
-_lock = threading.Lock()
+_notifier = PerConfig(Notifier)
 
 
 def get_notifier(config: Config) -> Notifier | None:
     """The notifier when the broker is Redis, else None (callers poll)."""
-    if config.broker_kind != "redis":
-        return None
-    with _lock:
-        cached = _notifiers.get(id(config))
-        if cached is None or cached[0] is not config:
-            cached = (config, Notifier(config))
-            _notifiers[id(config)] = cached
-        return cached[1]
-
-
-@on_reset
-def _drop() -> None:
-    with _lock:
-        _notifiers.clear()
+    return _notifier(config) if config.broker_kind == "redis" else None
 
 
 def notify_safely(

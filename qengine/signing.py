@@ -19,7 +19,7 @@ from typing import Any
 import cloudpickle
 import zstandard
 
-from .config import Config, on_reset
+from .config import Config, PerConfig
 from .errors import ConfigError, PackageTooLarge, SignatureError
 
 __all__ = ["Signer", "fast_dumps", "get_signer"]
@@ -141,24 +141,14 @@ def resolve_secret(config: Config) -> str:
     return embedded_secret(config.broker_url, secrets.token_urlsafe(48))
 
 
-_signers: dict[int, tuple[Config, Signer]] = {}
-
-
-def get_signer(config: Config) -> Signer:
-    """The signer for ``config``'s key, cluster name and package settings (one per config)."""
-    cached = _signers.get(id(config))
-    if cached is not None and cached[0] is config:
-        return cached[1]
-    signer = Signer(
+def _make_signer(config: Config) -> Signer:
+    return Signer(
         resolve_secret(config),
         config.name,
         compress=config.compress,
         max_size=config.max_package_size,
     )
-    _signers[id(config)] = (config, signer)
-    return signer
 
 
-@on_reset
-def _drop_signers() -> None:
-    _signers.clear()
+get_signer = PerConfig(_make_signer)
+"""The signer for a configuration's key, cluster name and package settings (one per config)."""

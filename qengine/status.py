@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,7 +18,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from .config import Config, get_config, on_reset
+from .config import Config, PerConfig, get_config
 from .db import StatRow, get_engine, writing
 from .errors import StoreError
 
@@ -159,27 +158,13 @@ class _StoreStats:
         return [Stat.from_json(row) for row in rows]
 
 
-_backends: dict[int, tuple[Config, _RedisStats | _StoreStats]] = {}
-_backends_lock = threading.Lock()
+def _make_backend(config: Config) -> _RedisStats | _StoreStats:
+    return _RedisStats(config) if config.broker_kind == "redis" else _StoreStats(config)
 
 
-def _backend(config: Config) -> _RedisStats | _StoreStats:
-    """One backend per configuration: a cluster publishes every guard cycle and a
-    monitor reads every refresh, and a new Redis client each time meant a new
-    connection each time."""
-    with _backends_lock:
-        cached = _backends.get(id(config))
-        if cached is None or cached[0] is not config:
-            backend = _RedisStats(config) if config.broker_kind == "redis" else _StoreStats(config)
-            cached = (config, backend)
-            _backends[id(config)] = cached
-        return cached[1]
-
-
-@on_reset
-def _drop_backends() -> None:
-    with _backends_lock:
-        _backends.clear()
+_backend = PerConfig(_make_backend)
+"""One backend per configuration: a cluster publishes every guard cycle and a monitor
+reads every refresh, and a new Redis client each time meant a new connection each time."""
 
 
 # -- the qinfo summary -------------------------------------------------------------------

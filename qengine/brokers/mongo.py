@@ -62,7 +62,7 @@ def mongo_client(config: Config) -> MongoClient[dict[str, Any]]:
     itself be a ``mongodb://`` URI.
     """
     source = config.mongo if config.mongo is not None else config.broker_url
-    key = "mongo" if config.mongo is not None else "broker"
+    setting = "mongo" if config.mongo is not None else "broker"
     options: dict[str, Any] = {}
     if isinstance(source, str):
         options["host"] = source
@@ -78,7 +78,7 @@ def mongo_client(config: Config) -> MongoClient[dict[str, Any]]:
     try:
         return MongoClient(**options)
     except (ConfigurationError, TypeError, ValueError) as exc:
-        raise ConfigError(f"config key {key!r} cannot make a MongoDB client: {exc}") from exc
+        raise ConfigError(f"config key {setting!r} cannot make a MongoDB client: {exc}") from exc
 
 
 def _now() -> datetime:

@@ -74,6 +74,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _due(now: datetime) -> Any:
+    """Rows free to lease at ``now``: never leased, or their lease ran out."""
+    return or_(QueueRow.lock.is_(None), QueueRow.lock < now)
+
+
 class SQLBroker(Broker):
     """A queue as rows of ``q_queue`` whose ``key`` is the queue name.
 
@@ -276,7 +281,7 @@ class SQLBroker(Broker):
             now = _now()
             query = (
                 select(QueueRow.id, QueueRow.payload, QueueRow.deliveries)
-                .where(self._mine(), or_(QueueRow.lock.is_(None), QueueRow.lock < now))
+                .where(self._mine(), _due(now))
                 .order_by(QueueRow.id)
                 .limit(count)
             )
@@ -304,11 +309,8 @@ class SQLBroker(Broker):
         """
 
         def work(conn: Connection) -> bool:
-            due = or_(QueueRow.lock.is_(None), QueueRow.lock < _now())
-            return (
-                conn.execute(select(QueueRow.id).where(self._mine(), due).limit(1)).first()
-                is not None
-            )
+            query = select(QueueRow.id).where(self._mine(), _due(_now())).limit(1)
+            return conn.execute(query).first() is not None
 
         return self._transaction("receive from", work)
 
@@ -363,7 +365,7 @@ class SQLBroker(Broker):
         return self._transaction("measure", work, single=True)
 
     def queue_size(self) -> int:
-        return self._count(or_(QueueRow.lock.is_(None), QueueRow.lock < _now()))
+        return self._count(_due(_now()))
 
     def lock_size(self) -> int:
         return self._count(QueueRow.lock >= _now())

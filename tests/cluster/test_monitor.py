@@ -21,14 +21,9 @@ from tests.qengine.test_store import outcome
 
 
 @pytest.fixture
-def config(tmp_path) -> qengine.Config:
-    return qengine.configure(
-        store=f"sqlite:///{tmp_path}/monitor.sqlite3",
-        secret_key="monitor-tests",
-        retry=1,
-        timeout=0.5,
-        poll=0.05,
-    )  # fmt: skip
+def config(embedded) -> qengine.Config:
+    # A retry of 1 s, so a package let go comes back within the test.
+    return qengine.configure(embedded, retry=1, timeout=0.5)
 
 
 def held_task(cluster: Cluster) -> tuple[Held, TaskMessage]:
