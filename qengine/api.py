@@ -15,6 +15,7 @@ from .signals import SENDER, pre_enqueue
 from .signing import Signer, get_signer
 from .store import get_store, task_from_values
 from .task import Task, TaskMessage, new_id
+from .transactions import defer
 
 __all__ = [
     "OPTION_KEYS",
@@ -31,8 +32,11 @@ __all__ = [
 ]
 
 OPTION_KEYS = frozenset(
-    {"hook", "group", "save", "sync", "cached", "ack_failure", "broker", "timeout", "task_name"}
-)
+    {
+        "hook", "group", "save", "sync", "cached", "ack_failure", "broker", "timeout",
+        "task_name", "on_commit",
+    }
+)  # fmt: skip
 """Keywords ``async_task`` takes for itself; every other keyword goes to the task's function."""
 
 # Keys the library's own callers (chains, iters, schedules) may pass on top.
@@ -42,13 +46,16 @@ _INTERNAL_KEYS = frozenset({"chain", "iter_count", "iter_cached", "iter_index"})
 def split_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Separate ``async_task`` options from the function's keyword arguments.
 
-    With ``q_options`` every option comes from that dict and all other
-    keywords, even ones named like options, go to the function.
+    The rule is Django Q's (1.3.6 and django-q2), so calls written for it
+    mean the same here: a keyword named like an option is an option unless
+    ``q_options`` holds the same key; then ``q_options`` gives the option and
+    the keyword goes to the function, which is how a function gets a
+    parameter called ``hook`` or ``group``. ``task_name`` as a keyword is
+    always an option, and wins over the one in ``q_options``.
     """
     q_options = kwargs.pop("q_options", None)
     if q_options is None:
-        options = {key: kwargs.pop(key) for key in list(kwargs) if key in OPTION_KEYS}
-        return options, kwargs
+        q_options = {}
     if not isinstance(q_options, Mapping):
         raise TypeError(f"q_options must be a dict, not {type(q_options).__name__}")
     unknown = sorted(set(q_options) - OPTION_KEYS)
@@ -57,7 +64,15 @@ def split_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
             f"unknown q_options key(s) {', '.join(map(repr, unknown))}; "
             f"allowed: {', '.join(sorted(OPTION_KEYS))}"
         )
-    return dict(q_options), kwargs
+    options = dict(q_options)
+    for key in OPTION_KEYS - {"task_name"} - options.keys():
+        if key in kwargs:
+            options[key] = kwargs.pop(key)
+    # Django Q reads `task_name or q_options["task_name"]`: an empty keyword defers to q_options.
+    keyword_name = kwargs.pop("task_name", None)
+    if keyword_name:
+        options["task_name"] = keyword_name
+    return options, kwargs
 
 
 def _check_options(options: dict[str, Any]) -> None:
@@ -89,6 +104,23 @@ def _check_options(options: dict[str, Any]) -> None:
     broker = options.get("broker")
     if broker is not None and not isinstance(broker, Broker):
         raise bad("broker", "a Broker instance from get_broker()")
+    on_commit = options.get("on_commit")
+    if (
+        on_commit is not None
+        and not isinstance(on_commit, bool)
+        and not (isinstance(on_commit, str) and on_commit)
+    ):
+        raise bad("on_commit", "True, False, None or the name of a database")
+
+
+def _check_call(func: str | Callable[..., Any], options: dict[str, Any]) -> None:
+    if not (isinstance(func, str) or callable(func)):
+        raise TypeError(
+            f"func must be a dotted path string or a callable, not {type(func).__name__}"
+        )
+    if isinstance(func, str) and "." not in func:
+        raise ValueError(f"func {func!r} must be a dotted path such as 'math.floor'")
+    _check_options(options)
 
 
 def prepare(
@@ -97,16 +129,15 @@ def prepare(
     kwargs: dict[str, Any],
     options: dict[str, Any],
     config: Config,
+    ident: tuple[str, str] | None = None,
 ) -> TaskMessage:
-    """Check a call and build its task message; ``pre_enqueue`` fires here."""
-    if not (isinstance(func, str) or callable(func)):
-        raise TypeError(
-            f"func must be a dotted path string or a callable, not {type(func).__name__}"
-        )
-    if isinstance(func, str) and "." not in func:
-        raise ValueError(f"func {func!r} must be a dotted path such as 'math.floor'")
-    _check_options(options)
-    task_id, name = new_id()
+    """Check a call and build its task message; ``pre_enqueue`` fires here.
+
+    ``ident`` is the ``new_id()`` pair when the id had to be handed out
+    before the message exists (an enqueue waiting for a commit).
+    """
+    _check_call(func, options)
+    task_id, name = ident or new_id()
     cached = options.get("cached")
     sync = options.get("sync")
     message = TaskMessage(
@@ -139,10 +170,30 @@ def submit(
     options: dict[str, Any],
     config: Config | None = None,
 ) -> str:
-    """Build, sign and enqueue (or in sync mode run) one task; return its id."""
+    """Build, sign and enqueue (or in sync mode run) one task; return its id.
+
+    With ``on_commit`` the call is checked now, so a wrong call fails where
+    it is made, but the message is built, signed and sent only when the
+    caller's transaction commits: ``pre_enqueue`` then fires for tasks that
+    are really queued, never for a rolled-back one. The id is handed out now
+    so the caller can keep it, as for any task.
+    """
     config = config or get_config()
-    message = prepare(func, args, kwargs, options, config)
     broker: Broker | None = options.get("broker")
+    on_commit = options.get("on_commit")
+    if not on_commit:
+        return _send(prepare(func, args, kwargs, options, config), config, broker)
+    _check_call(func, options)
+    ident = new_id()
+
+    def send() -> None:
+        _send(prepare(func, args, kwargs, options, config, ident), config, broker)
+
+    defer(send, on_commit)
+    return ident[0]
+
+
+def _send(message: TaskMessage, config: Config, broker: Broker | None) -> str:
     if message.sync:
         _run_inline(message, config, broker)
     else:
@@ -170,13 +221,18 @@ def _run_inline(message: TaskMessage, config: Config, broker: Broker | None) -> 
 def async_task(func: str | Callable[..., Any], *args: Any, **kwargs: Any) -> str:
     """Queue ``func(*args, **kwargs)`` for a cluster; return the task id.
 
-    Options (taken out of ``kwargs``, or all from ``q_options=dict``): hook,
-    group, save, sync, cached, ack_failure, broker, timeout, task_name.
+    Options: hook, group, save, sync, cached, ack_failure, broker, timeout,
+    task_name, on_commit, as keywords or in ``q_options=dict`` (see
+    ``split_options`` for which wins). ``on_commit=True`` (or a database
+    name) holds the task back until the caller's transaction commits, and
+    drops it on rollback; it needs a framework that registered a commit hook
+    (``qengine.transactions``), which qdjango does.
 
     Raises:
         TypeError: ``func`` is neither a dotted path nor a callable, or the
             arguments cannot be pickled.
         ValueError: an option has a bad value or ``q_options`` an unknown key.
+        ConfigError: ``on_commit`` without a commit hook (plain Python).
         PackageTooLarge: the package is over ``max_package_size``.
     """
     options, kwargs = split_options(dict(kwargs))

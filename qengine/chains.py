@@ -35,6 +35,16 @@ def async_iter(func: str | Callable[..., Any], args_iter: Iterable[Any], **kwarg
     except ``hook``.
     """
     options, kwargs = split_options(dict(kwargs))
+    return _start_iter(func, args_iter, kwargs, options)
+
+
+def _start_iter(
+    func: str | Callable[..., Any],
+    args_iter: Iterable[Any],
+    kwargs: dict[str, Any],
+    options: dict[str, Any],
+) -> str:
+    """``async_iter`` once its options are known: ``Iter`` comes in here with its own."""
     options.pop("hook", None)
     config = get_config()
     items = [item if isinstance(item, tuple) else (item,) for item in args_iter]
@@ -134,13 +144,16 @@ class AsyncTask:
         self.started = False
 
     def _option(self, key: str) -> Any:
-        if "q_options" in self._kwargs:
-            return self._kwargs["q_options"].get(key)
-        return self._kwargs.get(key)
+        # async_task's own rule, so a property reads the value run() will use.
+        options, _ = split_options(dict(self._kwargs))
+        return options.get(key)
 
     def _set_option(self, key: str, value: Any) -> None:
-        if "q_options" in self._kwargs:
-            self._kwargs["q_options"] = {**self._kwargs["q_options"], key: value}
+        # Change the option where it is: a key in q_options there, else the keyword
+        # (writing it into q_options would turn an existing keyword into a function argument).
+        q_options = self._kwargs.get("q_options")
+        if q_options is not None and key in q_options:
+            self._kwargs["q_options"] = {**q_options, key: value}
         else:
             self._kwargs[key] = value
         self.started = False
@@ -251,7 +264,9 @@ class Iter:
         options: dict[str, Any] = {"cached": self.cached, "sync": self.sync}
         if self.broker is not None:
             options["broker"] = self.broker
-        self.id = async_iter(self.func, self.args, **self.kwargs, q_options=options)
+        # Past split_options: every one of ``kwargs`` is the function's, even a ``timeout``
+        # or ``task_name``, which async_task's keyword rule would take as options.
+        self.id = _start_iter(self.func, self.args, dict(self.kwargs), options)
         self.started = True
         return self.id
 

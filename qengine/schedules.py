@@ -376,8 +376,9 @@ def _check_options(options: Any) -> None:
     from .api import OPTION_KEYS  # the API imports the cluster; only needed when options exist
 
     # The spec names a broker for a schedule's tasks by its name ('broker_name'); the
-    # scheduler accepts it and falls back to the cluster's own broker.
-    allowed = (OPTION_KEYS - {"broker"}) | {"broker_name"}
+    # scheduler accepts it and falls back to the cluster's own broker. 'on_commit' has no
+    # caller's transaction to wait for: the scheduler queues in its own claim.
+    allowed = (OPTION_KEYS - {"broker", "on_commit"}) | {"broker_name"}
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise ScheduleError(
