@@ -4,11 +4,14 @@ The spec's four pages (chapter 1.11) on Django's stock ``ModelAdmin``:
 successful and failed tasks (read-only; the cluster writes them), failed
 tasks with a "resubmit" action that queues them again through the engine,
 scheduled tasks (edited with the engine's own checks) and the queued
-tasks of the ORM broker.
+tasks of a broker kept in a Django database.
 
-``OrmQ`` is always registered, and its page is hidden (no module, view or
-delete permission) unless ``Q_CLUSTER['orm']`` is set when a request
-comes in: registration happens at import time, which must not read
+``OrmQ`` is always registered and its page always listed: it shows the
+queue when the broker keeps it in one of the project's databases (the
+``orm`` broker, or no broker setting: the SQL broker on the store's
+database), and otherwise says so and names the broker, rather than
+hiding a page the documentation promises. The broker is looked up per
+request: registration happens at import time, which must not read
 settings, and a decision per request follows ``override_settings``.
 
 The class names are django_q's (``TaskAdmin``, ``FailAdmin``,
@@ -22,7 +25,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import OuterRef, QuerySet, Subquery
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.template.defaultfilters import truncatechars
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
@@ -31,13 +34,14 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from qengine.api import resubmit
+from qengine.config import Config, get_config, mask_url
 from qengine.errors import QEngineError
 
-from . import conf
+from .db import alias_of
 from .forms import ScheduleForm
 from .models import Failure, OrmQ, Schedule, Success, Task
 
-__all__ = ["FailAdmin", "QueueAdmin", "ScheduleAdmin", "TaskAdmin", "orm_alias", "retry_failed"]
+__all__ = ["FailAdmin", "QueueAdmin", "ScheduleAdmin", "TaskAdmin", "queue_alias", "retry_failed"]
 
 _TASK_FIELDS = (
     "id", "name", "func", "hook", "args", "kwargs", "result", "group", "started", "stopped",
@@ -188,17 +192,35 @@ class ScheduleAdmin(admin.ModelAdmin):
         return None if value is None else bool(value)
 
 
-def orm_alias() -> str | None:
-    """The Django database of the ORM broker (``Q_CLUSTER['orm']``), or None without it."""
-    alias = conf.q_cluster().get("orm")
-    return alias if isinstance(alias, str) and alias else None
+def queue_alias() -> str | None:
+    """The Django database holding the broker's queue, or None when the broker keeps it elsewhere.
+
+    The ``orm`` broker, and the SQL broker on the store when no broker is
+    set, are the SQL broker on a Django database (``django://<alias>``).
+    """
+    config = get_config()
+    if config.broker_kind not in {"orm", "sql"}:
+        return None  # SQS and MongoDB leave broker_url at the store's URL: the kind decides
+    return alias_of(config.broker_url)
+
+
+def _broker_name(config: Config) -> str:
+    """The broker, for people: its product, class path or URL (password hidden)."""
+    kind = config.broker_kind
+    if kind == "custom":
+        return str(config.broker_class)
+    names = {"redis": "Redis", "sqs": "Amazon SQS", "mongo": "MongoDB"}
+    return names.get(kind) or mask_url(config.broker_url)
 
 
 _UNREADABLE = _("(cannot be read)")
 
 
 class QueueAdmin(admin.ModelAdmin):
-    """Packages waiting in the ORM broker: view and delete, only when that broker is in use."""
+    """Packages waiting in a broker on a Django database: view and delete.
+
+    With another broker (Redis, SQS…) the page lists nothing and says why.
+    """
 
     list_display = ("id", "key", "task_name", "func", "lock", "deliveries")
     list_filter = ("key",)
@@ -206,16 +228,29 @@ class QueueAdmin(admin.ModelAdmin):
     readonly_fields: Any = fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[OrmQ]:
-        return super().get_queryset(request).using(orm_alias() or "default")
+        alias = queue_alias()
+        queryset = super().get_queryset(request)
+        return queryset.none() if alias is None else queryset.using(alias)
 
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return orm_alias() is not None and super().has_module_permission(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return orm_alias() is not None and super().has_view_permission(request, obj)
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if queue_alias() is None and request.method == "GET":
+            self.message_user(
+                request,
+                gettext(
+                    "Queued tasks are listed here only when the broker keeps them in one of "
+                    "this site's databases: Q_CLUSTER['orm'], or no broker setting at all "
+                    "(the queue then lives with the results). This site's broker is "
+                    "%(broker)s: manage.py qinfo and manage.py qmonitor show its queue."
+                )
+                % {"broker": _broker_name(get_config())},
+                messages.WARNING,
+            )
+        return super().changelist_view(request, extra_context)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return orm_alias() is not None and super().has_delete_permission(request, obj)
+        return queue_alias() is not None and super().has_delete_permission(request, obj)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -299,7 +299,54 @@ def test_schedule_form_shows_engine_errors_beside_the_field(
     assert list(errors) == [field]
     assert words in errors[field][0]
     assert escape(words) in page.content.decode()
+    assert "schedule 0" not in page.content.decode()
     assert not Schedule.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        (
+            {"schedule_type": "C", "cron": "not a cron", "func": "nodots", "minutes": "often",
+             "hook": "nodots.", "args": "(1, ", "kwargs": "x=os"},
+            {"cron": "is not a valid cron expression", "func": "is not a dotted path",
+             "minutes": "Enter a whole number.", "hook": "is not a dotted path",
+             "args": "is not a literal", "kwargs": "name=value pairs"},
+        ),
+        (
+            {"schedule_type": "I", "minutes": "0", "func": "nodots", "args": "(1, "},
+            {"minutes": "minutes >= 1", "func": "is not a dotted path",
+             "args": "is not a literal"},
+        ),
+    ],
+)  # fmt: skip
+def test_schedule_form_shows_every_field_error_at_once(
+    admin_client: Client, values: dict[str, str], words: dict[str, str]
+) -> None:
+    page = admin_client.post(f"{ADMIN}/schedule/add/", schedule_form(**values))
+    assert page.status_code == 200
+    errors = page.context["adminform"].form.errors
+    assert set(errors) == set(words)
+    html = page.content.decode()
+    for field, text in words.items():
+        assert len(errors[field]) == 1
+        assert text in errors[field][0], (field, errors[field])
+        assert escape(errors[field][0]) in html
+    assert "schedule 0" not in html
+    assert not Schedule.objects.exists()
+
+
+def test_schedule_change_form_names_no_row(admin_client: Client) -> None:
+    item = Schedule.objects.create(func="math.floor", args="1.5")
+    page = admin_client.post(
+        f"{ADMIN}/schedule/{item.pk}/change/", schedule_form(args="(1, ", kwargs="x=os")
+    )
+    assert page.status_code == 200
+    errors = page.context["adminform"].form.errors
+    assert set(errors) == {"args", "kwargs"}
+    assert f"schedule {item.pk}:" not in page.content.decode()
+    item.refresh_from_db()
+    assert item.args == "1.5"
 
 
 def test_schedule_error_outside_the_form_is_a_form_error(admin_client: Client) -> None:
@@ -395,11 +442,54 @@ def test_queued_tasks_can_be_deleted(admin_client: Client) -> None:
     assert not OrmQ.objects.filter(pk=first.pk).exists()
 
 
-def test_queued_tasks_page_only_with_the_orm_broker(admin_client: Client, settings: Any) -> None:
+def test_queued_tasks_page_lists_the_store_queue_without_orm(
+    admin_client: Client, settings: Any
+) -> None:
+    # No broker setting: the SQL broker keeps the queue in the store's database.
     settings.Q_CLUSTER = q_cluster(settings, orm=None)
-    assert "Queued tasks" not in admin_client.get("/admin/").content.decode()
-    assert admin_client.get(f"{ADMIN}/ormq/").status_code == 403
-    assert "Scheduled tasks" in admin_client.get("/admin/").content.decode()
+    qengine.async_task("math.copysign", 3, -1)
+    row = OrmQ.objects.get()
+    listing = admin_client.get(f"{ADMIN}/ormq/")
+    assert listing.status_code == 200
+    assert row.name() in listing.content.decode()
+    assert not list(listing.context["messages"])
+
+
+@pytest.mark.parametrize(
+    ("language", "words"),
+    [
+        ("en", "Queued tasks are listed here only when the broker keeps them"),
+        ("de", "Aufgaben in der Warteschlange werden hier nur aufgeführt"),
+        ("fr", f"Les tâches en {FILE_D_ATTENTE} ne sont listées ici que"),
+    ],
+)
+def test_queued_tasks_page_explains_a_broker_outside_the_databases(
+    admin_client: Client, settings: Any, language: str, words: str
+) -> None:
+    OrmQ.objects.create(key="stale", payload=b"left by an earlier orm broker")
+    settings.Q_CLUSTER = q_cluster(settings, orm=None, broker="redis://127.0.0.1:9/0")
+    index = admin_client.get("/admin/").content.decode()
+    assert f'href="{ADMIN}/ormq/"' in index  # listed, as the documentation says
+    listing = admin_client.get(f"{ADMIN}/ormq/", HTTP_ACCEPT_LANGUAGE=language)
+    assert listing.status_code == 200
+    assert listing.context["cl"].result_count == 0
+    html = listing.content.decode()
+    assert escape(words) in html
+    assert escape("Q_CLUSTER['orm']") in html
+    assert "Redis:" in html or "Redis\N{NO-BREAK SPACE}:" in html  # the broker, named
+    assert "left by an earlier" not in html
+    assert "delete_selected" not in html
+
+
+def test_queued_tasks_page_names_a_database_broker_without_its_password(
+    admin_client: Client, settings: Any
+) -> None:
+    settings.Q_CLUSTER = q_cluster(
+        settings, orm=None, broker="postgresql://queue:s3cret@db.example:5432/jobs"
+    )
+    html = admin_client.get(f"{ADMIN}/ormq/").content.decode()
+    assert "postgresql://queue:********@db.example:5432/jobs" in html
+    assert "s3cret" not in html
 
 
 # -- languages ----------------------------------------------------------------------------
