@@ -22,8 +22,12 @@ class QDjangoConfig(AppConfig):
 
         from . import conf
 
-        # Migrations own the tables in a Django project.
+        # Migrations own the tables in a Django project, and Django's connections reach them.
         db.set_create_tables(False)
+        from . import db as django_db
+
+        db.register_engine_factory(django_db.SCHEME, django_db.django_engine)
+        config.on_reset(django_db.dispose)
         config.set_loader(conf.load)
         from qengine.cache import register_cache_factory
 

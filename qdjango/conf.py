@@ -1,9 +1,10 @@
 """Django settings → the engine's configuration, read on first use, never at import.
 
 ``Q_CLUSTER`` holds the engine's keys (the spec's names); ``SECRET_KEY``
-signs packages; the store is a Django database (``store``: an alias of
-``DATABASES``, default ``"default"``, or a SQLAlchemy URL); ``orm`` names
-the database alias the SQL broker uses; cached results go to Django's
+signs packages; the store is a Django database, reached through Django's
+own connections (``store``: an alias of ``DATABASES`` that pins the tables
+there; without it the routers choose); ``orm`` names the database alias
+the SQL broker uses; cached results go to Django's
 cache framework (``cache``: a ``CACHES`` alias, default ``"default"``).
 Environment variables ``QENGINE_<KEY>`` and a TOML file still apply, below
 ``Q_CLUSTER``.
@@ -16,56 +17,49 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
-from sqlalchemy.engine import URL
 
 from qengine.config import Config, get_config, load_config
 from qengine.errors import ConfigError
 from qengine.status import STATES
 
-__all__ = ["Conf", "database_url", "load", "q_cluster"]
+from .db import url_for
 
-_DRIVERS = {
-    "django.db.backends.sqlite3": "sqlite",
-    "django.db.backends.postgresql": "postgresql+psycopg",
-    "django.db.backends.mysql": "mysql+pymysql",
-}
+__all__ = ["Conf", "in_memory", "load", "q_cluster", "store_alias"]
 
-
-def database_url(alias: str) -> str:
-    """The SQLAlchemy URL of a Django database alias, as Django connects to it now.
+def in_memory(alias: str) -> bool:
+    """Whether a Django database is an in-memory SQLite database, which only one process sees.
 
     Read from the connection, not from ``settings.DATABASES``, so a test
-    database (``test_<name>``) is followed once the test runner created it.
+    database (in memory by default on SQLite) is followed once the test
+    runner made it. Fine for sync mode; a cluster cannot reach it.
     """
-    if alias not in connections.settings:
+    conn = connections[alias]
+    if conn.vendor != "sqlite":
+        return False
+    return bool(conn.is_in_memory_db())
+
+
+def store_alias() -> str:
+    """The Django database alias that holds qdjango's tables for this project.
+
+    ``Q_CLUSTER['store']``, when it names a ``DATABASES`` alias, pins the
+    tables there and wins over routers; otherwise the project's routers
+    decide, as for any model (``db_for_write`` of the task model). Reads go
+    to the same alias, so a result is read where it was written.
+    """
+    store = q_cluster().get("store")
+    if isinstance(store, str) and store in connections.settings:
+        return store
+    if store is not None:
         raise ConfigError(
-            f"no Django database named {alias!r}; DATABASES has {sorted(connections.settings)}"
+            f"Q_CLUSTER['store'] is {store!r}: not an alias of DATABASES "
+            f"({', '.join(sorted(connections.settings))})"
         )
-    db = connections[alias].settings_dict
-    engine = db["ENGINE"]
-    driver = _DRIVERS.get(engine)
-    if driver is None:
-        raise ConfigError(
-            f"Django database {alias!r} uses {engine!r}; qdjango supports "
-            f"{', '.join(sorted(_DRIVERS))}"
-        )
-    name = str(db["NAME"] or "")
-    if driver == "sqlite":
-        if not name or name == ":memory:" or "mode=memory" in name:
-            raise ConfigError(
-                f"Django database {alias!r} is an in-memory SQLite database, which a "
-                "cluster cannot share; give it a file (and TEST['NAME'] a file in tests)"
-            )
-        return URL.create("sqlite", database=name).render_as_string(hide_password=False)
-    url = URL.create(
-        driver,
-        username=db.get("USER") or None,
-        password=db.get("PASSWORD") or None,
-        host=db.get("HOST") or None,
-        port=int(db["PORT"]) if db.get("PORT") else None,
-        database=name,
-    )
-    return url.render_as_string(hide_password=False)
+    from django.db import router
+
+    from .models import Task
+
+    return router.db_for_write(Task) or "default"
 
 
 def q_cluster() -> dict[str, Any]:
@@ -77,14 +71,17 @@ def q_cluster() -> dict[str, Any]:
 
 
 def load() -> Config:
-    """The engine configuration of this Django project."""
+    """The engine configuration of this Django project.
+
+    The store (and the ``orm`` broker) are Django databases reached through
+    Django's own connections (``qdjango.db``); a SQLAlchemy URL as ``store``
+    is refused, since it would open a second door to the same tables.
+    """
     keys = q_cluster()
-    store = keys.get("store", "default")
-    if isinstance(store, str) and store in connections.settings:
-        keys["store"] = database_url(store)
+    keys["store"] = url_for(store_alias())
     orm = keys.get("orm")
     if orm and not keys.get("broker"):
-        keys["broker"] = database_url(orm)
+        keys["broker"] = url_for(orm)
     if not keys.get("secret_key"):
         try:
             keys["secret_key"] = getattr(settings, "SECRET_KEY", None) or None

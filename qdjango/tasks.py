@@ -17,7 +17,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db import connections
 from django.db.models import QuerySet
 
 from qengine import api as engine_api
@@ -60,19 +59,8 @@ __all__ = [
 ]
 
 
-def _store_alias() -> str | None:
-    """The Django database the engine stores into, when ``store`` names one.
-
-    Read from the settings each call (they may be overridden); None lets
-    Django's routers choose, as for a store given as a SQLAlchemy URL.
-    """
-    store = conf.q_cluster().get("store", "default")
-    return store if isinstance(store, str) and store in connections.settings else None
-
-
 def _tasks() -> QuerySet[Task]:
-    alias = _store_alias()
-    return Task.objects.using(alias) if alias else Task.objects.all()
+    return Task.objects.using(conf.store_alias())
 
 
 def _is_cached(cached: bool | int | None) -> bool:
@@ -92,7 +80,7 @@ def unsaved_task(task: EngineTask) -> Task:
         stopped=task.stopped, success=task.success, attempt_count=task.attempt_count,
         cluster=task.cluster,
     )  # fmt: skip
-    model._state.db = _store_alias()
+    model._state.db = conf.store_alias()
     return model
 
 
@@ -173,9 +161,7 @@ def schedule(
         cron=cron, repeats=repeats, next_run=next_run, cluster=cluster, q_options=q_options,
         **kwargs,
     )  # fmt: skip
-    alias = _store_alias()
-    schedules = Schedule.objects.using(alias) if alias else Schedule.objects.all()
-    return schedules.get(pk=item.id)
+    return Schedule.objects.using(conf.store_alias()).get(pk=item.id)
 
 
 class AsyncTask(engine_chains.AsyncTask):

@@ -10,6 +10,7 @@ tables; a test keeps the two descriptions in step.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -29,7 +30,7 @@ from sqlalchemy import (
     create_engine,
     event,
 )
-from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import StaticPool
@@ -52,6 +53,22 @@ __all__ = [
 ]
 
 
+class _SQLiteDateTime(sqlite.DATETIME):
+    """SQLite's text datetimes, also when the connection already parsed them.
+
+    A Django SQLite connection converts columns declared ``datetime`` itself
+    (``detect_types``); the engine's SQL runs on such connections under qdjango.
+    """
+
+    def result_processor(self, dialect: Any, coltype: object) -> Any:
+        parse = super().result_processor(dialect, coltype)
+
+        def process(value: Any) -> Any:
+            return value if value is None or isinstance(value, datetime) else parse(value)
+
+        return process
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes on every database, with microseconds on MySQL/MariaDB too."""
 
@@ -61,6 +78,8 @@ class UTCDateTime(TypeDecorator[datetime]):
     def load_dialect_impl(self, dialect: Any) -> Any:
         if dialect.name in {"mysql", "mariadb"}:
             return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(_SQLiteDateTime())
         return dialect.type_descriptor(DateTime(timezone=True))
 
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
@@ -247,8 +266,25 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
+_factories: dict[str, Callable[[str], Engine]] = {}
+
+
+def register_engine_factory(scheme: str, factory: Callable[[str], Engine]) -> None:
+    """Let a framework supply the engines of URLs with its own scheme.
+
+    qdjango registers ``django://<alias>``: its engines borrow Django's
+    connections, so the store's SQL runs in Django's transactions. Such
+    an engine is the factory's to cache and to set up; its tables are
+    never created here.
+    """
+    _factories[scheme] = factory
+
+
 def get_engine(url: str) -> Engine:
     """The process's engine for ``url``, with the engine's tables created on first use."""
+    factory = _factories.get(url.partition("://")[0])
+    if factory is not None:
+        return factory(url)
     url = normalize_url(url)
     with _engines_lock:
         engine = _engines.get(url)

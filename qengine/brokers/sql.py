@@ -124,6 +124,8 @@ class SQLBroker(Broker):
         if self.connection is None:
             with _first_use:
                 self.connection = get_engine(self.config.broker_url)
+                # The URL may not tell (a framework's own scheme); the dialect does.
+                self._sqlite = self.connection.dialect.name == "sqlite"
         engine: Engine = self.connection
         return engine
 

@@ -105,7 +105,7 @@ def wait_until(probe: Callable[[], Any], timeout_s: float = WAIT / 1000) -> Any:
 
 
 @pytest.fixture(scope="module")
-def cluster(django_db_setup, tmp_path_factory) -> Iterator[RunningCluster]:
+def cluster(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[RunningCluster]:
     """``python -m django qcluster`` on the cluster settings, for this module's tests.
 
     This process takes the same Q_CLUSTER (store cache) so both see the same
@@ -128,7 +128,8 @@ def cluster(django_db_setup, tmp_path_factory) -> Iterator[RunningCluster]:
         process = ClusterProcess(env, log_path, ["qcluster"], module="django")
         stack.callback(process.shutdown)
         running = RunningCluster(process=process.process, spool=spool, log=log_path)
-        process.wait_published()
+        with django_db_blocker.unblock():  # the status is read through Django's connection
+            process.wait_published()
         yield running
 
 

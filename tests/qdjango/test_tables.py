@@ -16,8 +16,9 @@ import pytest
 import sqlalchemy as sa
 from django.apps import apps
 
-from qdjango.conf import database_url
-from qengine.db import Base, normalize_url
+from django.db import connection
+
+from qengine.db import Base, get_engine
 
 pytestmark = pytest.mark.django_db
 
@@ -52,14 +53,18 @@ def _describe(engine: sa.Engine, schema: str | None = None) -> dict[str, dict[st
 @pytest.fixture
 def engine_side(tmp_path) -> Iterator[tuple[sa.Engine, str | None]]:
     """The engine's own tables, created by SQLAlchemy in a scratch database of the same kind."""
-    url = sa.make_url(normalize_url(database_url("default")))
-    if url.get_backend_name() == "sqlite":
+    if connection.vendor == "sqlite":
         engine = sa.create_engine(f"sqlite:///{tmp_path}/engine.sqlite3")
         Base.metadata.create_all(engine)
         yield engine, None
         engine.dispose()
         return
     schema = f"engine_{uuid.uuid4().hex[:8]}"
+    db = connection.settings_dict
+    url = sa.URL.create(
+        "postgresql+psycopg", username=db["USER"], host=db["HOST"], port=int(db["PORT"]),
+        database=db["NAME"],
+    )  # fmt: skip
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
@@ -79,11 +84,7 @@ def test_every_engine_table_has_a_model() -> None:
 
 def test_migrated_tables_equal_the_engine_tables(engine_side) -> None:
     engine, schema = engine_side
-    django_engine = sa.create_engine(normalize_url(database_url("default")))
-    try:
-        migrated = _describe(django_engine)
-    finally:
-        django_engine.dispose()
+    migrated = _describe(get_engine("django://default"))  # Django's own connection
     created = _describe(engine, schema)
     for table in Base.metadata.tables:
         assert migrated[table] == created[table], table

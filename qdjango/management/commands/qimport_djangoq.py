@@ -30,7 +30,7 @@ from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from qdjango.conf import q_cluster
+from qdjango.conf import store_alias
 from qdjango.models import MetaEntry, Schedule, Task
 from qengine import schedules as engine_schedules
 from qengine.errors import ScheduleError
@@ -301,12 +301,6 @@ def queued_count(alias: str) -> int:
         return int(cursor.fetchone()[0])
 
 
-def default_alias() -> str:
-    """The database of qdjango's tables: ``Q_CLUSTER['store']`` when it names an alias."""
-    store = q_cluster().get("store", "default")
-    return store if isinstance(store, str) and store in connections.settings else "default"
-
-
 class Command(BaseCommand):
     help = (
         "Import schedules (and with --tasks the task history) from django-q / django-q2 tables "
@@ -323,11 +317,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--database",
             help="database alias holding both django-q's and qdjango's tables "
-            "(default: Q_CLUSTER['store'] when it is an alias, else 'default')",
+            "(default: where qdjango's tables are, Q_CLUSTER['store'] or the routers' choice)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        alias = options["database"] or default_alias()
+        alias = options["database"] or store_alias()
         if alias not in connections.settings:
             raise CommandError(f"no database {alias!r} in DATABASES")
         tables = set(connections[alias].introspection.table_names())
