@@ -226,16 +226,26 @@ class QEngineBackend(BaseTaskBackend):
         Raises:
             InvalidTask: the task cannot run here (see ``validate_task``), or the
                 name ``task.module_path`` is not this task.
-            TypeError: an argument is not JSON data (checked before anything is queued).
+            TypeError: an argument is not JSON data (checked before anything is queued),
+                or a keyword is named ``task_name``, which the engine keeps for itself.
         """
         self.validate_task(task)
         self._check_reachable(task)
         # Normalised first, as Django's backends do: the worker gets what a result shows.
         args = normalize_json(list(args))
         kwargs = normalize_json(dict(kwargs))
+        if "task_name" in kwargs:
+            # async_task always takes this keyword for itself: the function would not get it.
+            raise TypeError(
+                f"task {task.module_path}: a keyword argument named 'task_name' cannot reach "
+                "the function, qengine takes it as the task's name"
+            )
         # Decided here and passed on, so the engine does not decide it a second time.
         sync = self.options.get("sync", get_config().sync)
-        q_options = {**self.options, "sync": sync, "save": True, "cached": False}
+        # Every option key present (None: the engine's default), so that a keyword the task
+        # takes named like one (group, hook, timeout…) goes to the function, not the engine.
+        q_options: dict[str, Any] = dict.fromkeys(engine_api.OPTION_KEYS)
+        q_options.update(self.options, sync=sync, save=True, cached=False)
         task_id = engine_api.async_task(task.module_path, *args, q_options=q_options, **kwargs)
         stored = self._stored(task_id) if sync else None
         if stored is not None:

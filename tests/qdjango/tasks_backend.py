@@ -34,6 +34,12 @@ def pair(a: Any, b: Any) -> tuple[Any, Any]:
 
 
 @task
+def options_as_keywords(**kwargs: Any) -> dict[str, Any]:
+    """Takes keywords that ``async_task`` would otherwise keep as its own options."""
+    return kwargs
+
+
+@task
 def fail(message: str) -> None:
     raise BrokenError(message)
 

@@ -95,6 +95,20 @@ def test_keyword_arguments_and_the_return_value_travel_as_json(tasks) -> None:
 
 
 @pytest.mark.usefixtures("sync_mode")
+def test_keywords_named_like_engine_options_reach_the_function(tasks) -> None:
+    result = tasks.options_as_keywords.enqueue(group="g", hook="h", timeout=1, sync=False)
+    assert result.return_value == {"group": "g", "hook": "h", "timeout": 1, "sync": False}
+    assert TaskRow.objects.get(id=result.id).group is None
+
+
+@pytest.mark.usefixtures("empty_queue")
+def test_a_keyword_named_task_name_is_refused(tasks) -> None:
+    with pytest.raises(TypeError, match="named 'task_name' cannot reach the function"):
+        tasks.options_as_keywords.enqueue(task_name="x")
+    assert OrmQ.objects.count() == 0
+
+
+@pytest.mark.usefixtures("sync_mode")
 def test_a_failing_task_is_failed_with_its_exception_class_and_traceback(tasks) -> None:
     result = tasks.fail.enqueue("it broke")
     assert result.status == TaskResultStatus.FAILED
