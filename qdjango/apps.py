@@ -28,6 +28,13 @@ class QDjangoConfig(AppConfig):
 
         db.register_engine_factory(django_db.SCHEME, django_db.django_engine)
         config.on_reset(django_db.dispose)
+        db.register_connection_hooks(
+            between_batches=django_db.close_stale,
+            at_thread_exit=django_db.close_thread_connections,
+        )
+        from .transactions import register as register_commit_hook
+
+        register_commit_hook()
         config.set_loader(conf.load)
         from qengine.cache import register_cache_factory
 

@@ -22,7 +22,15 @@ from sqlalchemy.pool import NullPool
 
 from qengine.errors import ConfigError, StoreError
 
-__all__ = ["SCHEME", "SUPPORTED_VENDORS", "alias_of", "django_engine", "url_for"]
+__all__ = [
+    "SCHEME",
+    "SUPPORTED_VENDORS",
+    "alias_of",
+    "close_stale",
+    "close_thread_connections",
+    "django_engine",
+    "url_for",
+]
 
 SCHEME = "django"
 """URL scheme of a Django database in the engine's configuration: ``django://<alias>``."""
@@ -215,6 +223,25 @@ def _check_tables(alias: str) -> None:
             f"made by migrations; run `manage.py migrate --database {alias}` (or check that "
             "your DATABASE_ROUTERS send qdjango's models to a database where they migrate)"
         )
+
+
+def close_stale() -> None:
+    """Django's ``close_old_connections`` for the engine's threads and workers.
+
+    A connection inside an ``atomic`` block is left alone: it is someone's
+    open transaction (a test's, or the caller's of an in-process cluster),
+    and closing it there would only mark that transaction for rollback.
+    """
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close_if_unusable_or_obsolete()
+
+
+def close_thread_connections() -> None:
+    """Close what this thread opened, when an engine thread ends (same care for transactions)."""
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close()
 
 
 def dispose() -> None:

@@ -10,6 +10,7 @@ there, and the monitor must outlive all of them. The single reads
 
 from __future__ import annotations
 
+import functools
 import logging
 import pprint
 import threading
@@ -21,6 +22,7 @@ import qengine
 from qengine import queries
 from qengine.brokers import Broker, get_broker
 from qengine.config import Config, get_config, mask_url, set_config_file
+from qengine.db import thread_connections
 from qengine.schedules import Schedule
 from qengine.status import Stat, summary
 
@@ -51,6 +53,21 @@ _TEXT_LIMIT = 20_000
 
 class SourceError(Exception):
     """The monitor cannot start: its configuration is invalid."""
+
+
+def _closes_connections(method: Callable[..., T]) -> Callable[..., T]:
+    """Close what a call opened in its thread: each call runs in a short-lived thread.
+
+    Under Django (``manage.py qmonitor``) the store's connections are the
+    calling thread's own; left open, every poll would leave one behind.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        with thread_connections():
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 def _part_of(exc: BaseException, default: str) -> str:
@@ -174,6 +191,7 @@ class Source:
 
     # -- reading -----------------------------------------------------------------------
 
+    @_closes_connections
     def poll(self, request: PollRequest) -> Snapshot:
         """Read one snapshot: clusters and queue, and with ``request.full`` everything else."""
         problems: dict[str, str] = {}
@@ -267,6 +285,7 @@ class Source:
             for task in found
         ]
 
+    @_closes_connections
     def task(self, task_id: str) -> TaskInfo | None:
         """One task with its arguments and result; None if it is gone or cannot be read."""
         try:
@@ -312,6 +331,7 @@ class Source:
 
     # -- acting ------------------------------------------------------------------------
 
+    @_closes_connections
     def _act(self, what: str, call: Callable[[], str]) -> ActionResult:
         try:
             return ActionResult(ok=True, message=call())

@@ -22,6 +22,7 @@ from typing import Any
 
 import psutil
 
+from .. import db
 from ..brokers import make_broker
 from ..config import Config, get_config
 from ..errors import BrokerError
@@ -169,11 +170,12 @@ class Cluster:
         self.stop_event.set()
 
     def _serve(self) -> None:
-        try:
-            self._start()
-            self._guard_loop()
-        finally:
-            self._stop()
+        with db.thread_connections():
+            try:
+                self._start()
+                self._guard_loop()
+            finally:
+                self._stop()
 
     def _start(self) -> None:
         config = self.config
@@ -203,6 +205,7 @@ class Cluster:
         cycle = self.config.guard_cycle
         while not self.stop_event.wait(cycle):
             self._guard_tick()
+            db.between_batches()
 
     def _guard_tick(self) -> None:
         try:

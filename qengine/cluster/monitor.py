@@ -17,6 +17,7 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from .. import db
 from ..config import Config
 from ..errors import BrokerError, StoreError
 from ..reporters import report_failures
@@ -227,12 +228,14 @@ class Monitor:
     def run(self) -> None:
         cluster = self.cluster
         log.info("%s monitoring at %s", cluster.label, threading.get_native_id())
-        while not self.done.is_set():
-            try:
-                self.tick()
-            except Exception:
-                # The monitor must outlive any one bad batch: log it and keep going.
-                log.exception("%s monitor error; continuing", cluster.label)
+        with db.thread_connections():
+            while not self.done.is_set():
+                try:
+                    if self.tick():
+                        db.between_batches()
+                except Exception:
+                    # The monitor must outlive any one bad batch: log it and keep going.
+                    log.exception("%s monitor error; continuing", cluster.label)
         log.info("%s stopped monitoring results", cluster.label)
 
     def tick(self, wait_s: float = 0.2) -> int:

@@ -21,6 +21,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from ..db import between_batches
 from ..signing import Signer
 from ..task import Outcome
 from .worker import execute, rss_kb
@@ -107,6 +108,7 @@ def run_batch(batch: Sequence[tuple[int, bytes]]) -> list[tuple[Any, ...]]:
         if _slot >= 0:
             _slots[base + 2] = time.time()
             _slots[base + 1] = seq
+        between_batches()  # a Django worker closes stale connections as around a request
         try:
             message = _signer.loads(package)
             if message.timeout is None:
@@ -115,6 +117,7 @@ def run_batch(batch: Sequence[tuple[int, bytes]]) -> list[tuple[Any, ...]]:
         finally:
             if _slot >= 0:
                 _slots[base + 1] = 0
+    between_batches()
     rss = rss_kb()  # once per hand-off: reading /proc is a few system calls
     return [
         (seq, o.success, o.result_blob, o.started, o.stopped, o.pid, rss, o.timed_out)

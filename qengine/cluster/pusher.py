@@ -6,6 +6,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
+from .. import db
 from ..errors import BrokerError, SignatureError, StoreError
 from .state import Held
 
@@ -29,9 +30,16 @@ class Pusher:
     def run(self) -> None:
         cluster = self.cluster
         log.info("%s pushing tasks at %s", cluster.label, threading.get_native_id())
+        with db.thread_connections():
+            self._loop()
+        log.info("%s stopped pushing tasks", cluster.label)
+
+    def _loop(self) -> None:
+        cluster = self.cluster
         while not cluster.stop_event.is_set():
             try:
                 self.tick()
+                db.between_batches()
                 self.backoff_s = 0.5
             except BrokerError as exc:
                 # An outage must not end the cluster: wait, then try again.
@@ -41,7 +49,6 @@ class Pusher:
             except Exception:
                 log.exception("%s pusher error; continuing", cluster.label)
                 cluster.stop_event.wait(1.0)
-        log.info("%s stopped pushing tasks", cluster.label)
 
     def tick(self) -> int:
         """Take what fits from the broker and hand it to the pool; return how many were taken."""

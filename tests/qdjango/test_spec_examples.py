@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connections
 from django.db.models import QuerySet
 from django.db.models.signals import post_save, pre_save
 from django.test import override_settings
@@ -571,7 +572,14 @@ class HealthCheckServer(BaseHTTPRequestHandler):
 def test_1_15_7_http_health_check(cluster) -> None:
     wait_until(Stat.get_all)  # the test database was just flushed: the next heartbeat
     server = HTTPServer(("127.0.0.1", 0), HealthCheckServer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+
+    def serve() -> None:
+        try:
+            server.serve_forever()
+        finally:
+            connections.close_all()  # Stat reads through this thread's own Django connection
+
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_port}/"
@@ -581,3 +589,4 @@ def test_1_15_7_http_health_check(cluster) -> None:
     finally:
         server.shutdown()
         server.server_close()
+        thread.join(10)

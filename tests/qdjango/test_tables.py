@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from django.apps import apps
-
 from django.db import connection
 
 from qengine.db import Base, get_engine
