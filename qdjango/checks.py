@@ -7,10 +7,12 @@ from typing import Any
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
 
 from qengine.errors import ConfigError
 
 from .conf import q_cluster
+from .db import alias_of, vendor_problem
 
 
 @checks.register()
@@ -39,6 +41,7 @@ def check_settings(app_configs: Any = None, **_: Any) -> list[checks.CheckMessag
         if not messages:
             messages.append(checks.Error(str(exc), id="qdjango.E002"))
         return messages
+    messages += _database_messages(config)
     if not getattr(settings, "USE_TZ", True):
         messages.append(
             checks.Warning(
@@ -61,3 +64,45 @@ def check_settings(app_configs: Any = None, **_: Any) -> list[checks.CheckMessag
             )
         )
     return messages
+
+
+SQLITE_OPTIONS = {
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    "timeout": 20,
+    "transaction_mode": "IMMEDIATE",
+}
+"""What a SQLite database shared by a cluster and the web processes should be opened with."""
+
+
+def _database_messages(config: Any) -> list[checks.CheckMessage]:
+    """The databases holding qdjango's tables (store, ``orm`` broker): kind and SQLite set-up."""
+    messages: list[checks.CheckMessage] = []
+    aliases = sorted({a for a in (alias_of(config.store), alias_of(config.broker_url)) if a})
+    for alias in aliases:
+        conn = connections[alias]
+        unsupported = vendor_problem(conn)
+        if unsupported:
+            messages.append(
+                checks.Error(
+                    unsupported,
+                    hint="Point Q_CLUSTER['store'] (or your router) at a supported database.",
+                    id="qdjango.E003",
+                )
+            )
+        elif conn.vendor == "sqlite" and not config.sync and not _sqlite_ready(conn):
+            messages.append(
+                checks.Warning(
+                    f"Django database {alias!r} is SQLite without write-ahead logging and a busy "
+                    "timeout: a cluster and the web processes writing to it at once will "
+                    "wait on, or fail with, 'database is locked'",
+                    hint=f"Add to DATABASES[{alias!r}]: \"OPTIONS\": {SQLITE_OPTIONS!r}",
+                    id="qdjango.W003",
+                )
+            )
+    return messages
+
+
+def _sqlite_ready(conn: Any) -> bool:
+    options = conn.settings_dict.get("OPTIONS") or {}
+    init = str(options.get("init_command", "")).lower().replace(" ", "")
+    return "journal_mode=wal" in init and "timeout" in options

@@ -30,6 +30,7 @@ __all__ = [
     "close_thread_connections",
     "django_engine",
     "url_for",
+    "vendor_problem",
 ]
 
 SCHEME = "django"
@@ -59,8 +60,25 @@ def alias_of(url: str) -> str | None:
     return url[len(prefix) :].strip("/") or DEFAULT_DB_ALIAS
 
 
+def vendor_problem(wrapper: Any) -> str | None:
+    """Why qdjango's tables cannot live on this Django connection, or None when they can.
+
+    Judged by ``connection.vendor``, not the ENGINE path, so PostGIS,
+    SpatiaLite and MySQL's GIS backend are what they are underneath.
+    """
+    if wrapper.vendor in SUPPORTED_VENDORS:
+        return None
+    return (
+        f"Django database {wrapper.alias!r} is a {wrapper.vendor!r} database; qdjango's "
+        f"tables work on {', '.join(SUPPORTED_VENDORS)} (their GIS backends included)"
+    )
+
+
 def _driver(wrapper: Any) -> str:
     """The SQLAlchemy dialect for the driver the project's backend really uses."""
+    problem = vendor_problem(wrapper)
+    if problem:
+        raise ConfigError(problem)
     vendor = wrapper.vendor
     module = wrapper.Database.__name__
     if vendor == "sqlite":
@@ -72,10 +90,7 @@ def _driver(wrapper: Any) -> str:
         # PyMySQL's install_as_MySQLdb shim answers to MySQLdb but is PyMySQL underneath.
         driver = "pymysql" if "pymysql" in module.lower() else "mysqldb"
         return f"{family}+{driver}"
-    raise ConfigError(
-        f"Django database {wrapper.alias!r} is a {vendor!r} database; qdjango's tables "
-        f"work on {', '.join(SUPPORTED_VENDORS)} (their GIS backends included)"
-    )
+    raise AssertionError(f"unreachable: {vendor!r} is in SUPPORTED_VENDORS without a dialect")
 
 
 class _Borrowed:

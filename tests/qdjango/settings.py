@@ -70,7 +70,17 @@ if _kind == "postgres":
 else:
     _file = os.environ["QDJANGO_TEST_DB_FILE"]
     DATABASES = {
-        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": _file, "TEST": {"NAME": _file}}
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": _file,
+            "TEST": {"NAME": _file},
+            # A cluster shares this file with the tests: what check qdjango.W003 recommends.
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+            },
+        }
     }
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+from django.db import connections
+from django.db.backends.dummy.base import DatabaseWrapper as DummyWrapper
 from django.test import override_settings
 
 from qdjango.checks import check_settings
+from qdjango.db import _driver, vendor_problem
+from qengine.errors import ConfigError
 
 
 def _ids() -> set[str]:
@@ -34,3 +39,31 @@ def test_a_bad_setting_is_an_error_naming_the_key(settings) -> None:
         messages = check_settings()
     assert [m.id for m in messages] == ["qdjango.E002"]
     assert "workers" in messages[0].msg
+
+
+def test_sqlite_without_wal_and_a_busy_timeout_is_a_warning_for_a_cluster(settings) -> None:
+    if connections["default"].vendor != "sqlite":
+        pytest.skip("a SQLite check")
+    db = connections["default"].settings_dict
+    kept = db["OPTIONS"]
+    db["OPTIONS"] = {}  # as startproject writes it
+    try:
+        messages = {m.id: m for m in check_settings()}
+        assert "qdjango.W003" in messages
+        assert "journal_mode=WAL" in messages["qdjango.W003"].hint
+        with override_settings(Q_CLUSTER={**settings.Q_CLUSTER, "sync": True}):
+            assert "qdjango.W003" not in _ids(), "sync mode runs no cluster"
+    finally:
+        db["OPTIONS"] = kept
+
+
+def test_a_database_of_another_vendor_is_named_with_what_is_supported() -> None:
+    other = DummyWrapper({**connections["default"].settings_dict}, alias="legacy")
+    problem = vendor_problem(other)
+    assert problem is not None
+    assert "'legacy'" in problem
+    assert "'unknown'" in problem
+    assert "mysql, postgresql, sqlite" in problem
+    assert vendor_problem(connections["default"]) is None
+    with pytest.raises(ConfigError, match="'unknown' database"):
+        _driver(other)

@@ -7,6 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from qdjango.conf import in_memory
+from qdjango.db import alias_of
 from qengine.cli import LOG_FORMAT
 from qengine.config import get_config
 from qengine.errors import QEngineError
@@ -27,8 +29,18 @@ class Command(BaseCommand):
         )
         from qdjango.cluster import Cluster
 
+        config = get_config()
+        for url in {config.store, config.broker_url}:
+            alias = alias_of(url)
+            if alias is not None and in_memory(alias):
+                raise CommandError(
+                    f"Django database {alias!r} is an in-memory SQLite database: only this "
+                    "process could see it, so a cluster would run tasks nobody queued. Give it "
+                    "a file (DATABASES NAME), or use sync mode (Q_CLUSTER['sync'] = True) "
+                    "where no cluster runs, as in tests."
+                )
         try:
-            status = Cluster(get_config(), run_once=options["run_once"]).run()
+            status = Cluster(config, run_once=options["run_once"]).run()
         except QEngineError as exc:
             raise CommandError(f"cluster cannot start: {exc}") from exc
         if status:
