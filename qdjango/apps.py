@@ -18,7 +18,7 @@ class QDjangoConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
-        from qengine import config, db
+        from qengine import config, db, lifecycle
 
         from . import conf
 
@@ -28,7 +28,7 @@ class QDjangoConfig(AppConfig):
 
         db.register_engine_factory(django_db.SCHEME, django_db.django_engine)
         config.on_reset(django_db.dispose)
-        db.register_connection_hooks(
+        lifecycle.register_connection_hooks(
             between_batches=django_db.close_stale,
             at_thread_exit=django_db.close_thread_connections,
         )

@@ -10,8 +10,7 @@ tables; a test keeps the two descriptions in step.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -279,40 +278,6 @@ def register_engine_factory(scheme: str, factory: Callable[[str], Engine]) -> No
     never created here.
     """
     _factories[scheme] = factory
-
-
-_batch_hooks: list[Callable[[], None]] = []
-_exit_hooks: list[Callable[[], None]] = []
-
-
-def register_connection_hooks(
-    *, between_batches: Callable[[], None], at_thread_exit: Callable[[], None]
-) -> None:
-    """Let a framework tend its own connections in the engine's threads and workers.
-
-    qdjango closes stale Django connections around each batch and each
-    task, as Django's request cycle does around a request, and closes a
-    thread's connections when the thread ends (its connections are the
-    thread's own and would otherwise stay open until collected).
-    """
-    _batch_hooks.append(between_batches)
-    _exit_hooks.append(at_thread_exit)
-
-
-def between_batches() -> None:
-    """Called by cluster threads between batches and by workers around each task."""
-    for hook in _batch_hooks:
-        hook()
-
-
-@contextmanager
-def thread_connections() -> Iterator[None]:
-    """Wrap a thread's loop so that what it opened is closed when it ends."""
-    try:
-        yield
-    finally:
-        for hook in _exit_hooks:
-            hook()
 
 
 def get_engine(url: str) -> Engine:

@@ -22,7 +22,7 @@ import qengine
 from qengine import queries
 from qengine.brokers import Broker, get_broker
 from qengine.config import Config, get_config, mask_url, set_config_file
-from qengine.db import thread_connections
+from qengine.lifecycle import thread_connections
 from qengine.schedules import Schedule
 from qengine.status import Stat, summary
 

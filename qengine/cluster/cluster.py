@@ -22,7 +22,7 @@ from typing import Any
 
 import psutil
 
-from .. import db
+from .. import lifecycle
 from ..brokers import make_broker
 from ..config import Config, get_config
 from ..errors import BrokerError
@@ -170,7 +170,7 @@ class Cluster:
         self.stop_event.set()
 
     def _serve(self) -> None:
-        with db.thread_connections():
+        with lifecycle.thread_connections():
             try:
                 self._start()
                 self._guard_loop()
@@ -205,7 +205,7 @@ class Cluster:
         cycle = self.config.guard_cycle
         while not self.stop_event.wait(cycle):
             self._guard_tick()
-            db.between_batches()
+            lifecycle.between_batches()
 
     def _guard_tick(self) -> None:
         try:

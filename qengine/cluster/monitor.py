@@ -17,7 +17,7 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .. import db
+from .. import lifecycle
 from ..config import Config
 from ..errors import BrokerError, StoreError
 from ..reporters import report_failures
@@ -228,11 +228,11 @@ class Monitor:
     def run(self) -> None:
         cluster = self.cluster
         log.info("%s monitoring at %s", cluster.label, threading.get_native_id())
-        with db.thread_connections():
+        with lifecycle.thread_connections():
             while not self.done.is_set():
                 try:
                     if self.tick():
-                        db.between_batches()
+                        lifecycle.between_batches()
                 except Exception:
                     # The monitor must outlive any one bad batch: log it and keep going.
                     log.exception("%s monitor error; continuing", cluster.label)

@@ -21,7 +21,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from ..db import between_batches
+from ..lifecycle import between_batches
 from ..signing import Signer
 from ..task import Outcome
 from .worker import execute, rss_kb

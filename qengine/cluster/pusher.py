@@ -6,7 +6,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-from .. import db
+from .. import lifecycle
 from ..errors import BrokerError, SignatureError, StoreError
 from .state import Held
 
@@ -30,7 +30,7 @@ class Pusher:
     def run(self) -> None:
         cluster = self.cluster
         log.info("%s pushing tasks at %s", cluster.label, threading.get_native_id())
-        with db.thread_connections():
+        with lifecycle.thread_connections():
             self._loop()
         log.info("%s stopped pushing tasks", cluster.label)
 
@@ -39,7 +39,7 @@ class Pusher:
         while not cluster.stop_event.is_set():
             try:
                 self.tick()
-                db.between_batches()
+                lifecycle.between_batches()
                 self.backoff_s = 0.5
             except BrokerError as exc:
                 # An outage must not end the cluster: wait, then try again.

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
-from .. import db
+from .. import lifecycle
 from ..api import prepare
 from ..db import normalize_url
 from ..schedules import Schedule, claim_due, seconds_until_due
@@ -33,11 +33,11 @@ class Scheduler:
     def run(self) -> None:
         cluster = self.cluster
         log.info("%s scheduling at %s", cluster.label, threading.get_native_id())
-        with db.thread_connections():
+        with lifecycle.thread_connections():
             while not cluster.stop_event.is_set():
                 try:
                     wait_s = self.tick(datetime.now(UTC))
-                    db.between_batches()
+                    lifecycle.between_batches()
                 except Exception as exc:
                     # A store outage or a broken schedule must not end the thread.
                     log.warning("%s scheduler error (%s); retrying", cluster.label, exc)

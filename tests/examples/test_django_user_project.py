@@ -1,0 +1,246 @@
+"""A Django project made as users make one runs its own ``manage.py test`` with qdjango.
+
+``django-admin startproject`` and ``startapp``, ``"qdjango"`` added to
+INSTALLED_APPS and ``Q_CLUSTER = {"sync": True}`` (the usual advice for
+tests), a model, a task that changes it, and the project's own
+``TestCase``/``TransactionTestCase``. The project's tests run in a
+subprocess with Django's test runner, on SQLite as ``startproject`` leaves
+it (an in-memory test database), SQLite with a file test database,
+PostgreSQL and MariaDB. Every assertion about qdjango lives in the
+project's tests below; this module only builds the project and reads the
+runner's verdict, and for the servers checks that the test database is gone
+afterwards (nothing kept a connection to it).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.examples.conftest import ROOT
+
+MODELS = '''
+from django.db import models
+
+
+class Order(models.Model):
+    total = models.IntegerField()
+    paid = models.BooleanField(default=False)
+'''
+
+TASKS = '''
+from .models import Order
+
+
+def mark_paid(order_id):
+    order = Order.objects.get(pk=order_id)  # a row the test made, not committed
+    order.paid = True
+    order.save()
+    return order.total
+
+
+def fail(order_id):
+    raise ValueError(f"order {order_id} cannot be paid")
+'''
+
+TESTS = '''
+from django.db import connection, transaction
+from django.test import TestCase, TransactionTestCase
+
+from qdjango.models import Failure, Success, Task
+from qdjango.tasks import (
+    async_task, count_group, delete_group, fetch, fetch_group, queue_size, result, result_group,
+)
+
+from .models import Order
+
+
+class Checks:
+    def test_a_task_sees_the_row_and_its_result_is_read_at_once(self):
+        order = Order.objects.create(total=42)
+        task_id = async_task("shop.tasks.mark_paid", order.pk, group="pay")
+        self.assertEqual(result(task_id), 42)
+        task = fetch(task_id)
+        self.assertTrue(task.success)
+        self.assertEqual(task.result, 42)
+        order.refresh_from_db()
+        self.assertTrue(order.paid)
+        self.assertEqual(Success.objects.filter(id=task_id).count(), 1)
+        self.assertEqual(count_group("pay"), 1)
+        self.assertEqual(result_group("pay"), [42])
+        self.assertEqual([t.id for t in fetch_group("pay")], [task_id])
+
+    def test_a_failure_is_stored_and_the_group_delete_is_seen_by_the_next_read(self):
+        order = Order.objects.create(total=1)
+        task_id = async_task("shop.tasks.fail", order.pk, group="bad")
+        self.assertIn("cannot be paid", result(task_id))
+        self.assertTrue(Failure.objects.filter(id=task_id).exists())
+        self.assertIn("cannot be paid", fetch(task_id).result)
+        self.assertEqual(count_group("bad", failures=True), 1)
+        delete_group("bad", tasks=True)
+        self.assertEqual(count_group("bad", failures=True), 0)
+        self.assertIsNone(fetch(task_id))
+
+    def test_what_earlier_tests_stored_was_rolled_back_or_flushed(self):
+        self.assertEqual(Task.objects.count(), 0)
+        self.assertEqual(Order.objects.count(), 0)
+        self.assertEqual(queue_size(), 0)
+
+    def test_only_djangos_connection_reaches_the_database(self):
+        async_task("shop.tasks.mark_paid", Order.objects.create(total=3).pk)
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                )
+                self.assertEqual(cursor.fetchone()[0], 1)
+        elif connection.vendor == "mysql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM information_schema.processlist WHERE db = DATABASE()"
+                )
+                self.assertEqual(cursor.fetchone()[0], 1)
+
+
+class OrderTests(Checks, TestCase):
+    def test_on_commit_queues_only_when_the_transaction_commits(self):
+        order = Order.objects.create(total=7)
+        with self.captureOnCommitCallbacks(execute=True) as callbacks:
+            task_id = async_task("shop.tasks.mark_paid", order.pk, on_commit=True)
+            self.assertIsNone(fetch(task_id))
+        self.assertEqual(len(callbacks), 1)
+        self.assertEqual(result(task_id), 7)
+
+
+class OrderTransactionTests(Checks, TransactionTestCase):
+    def test_a_rolled_back_transaction_queues_nothing_and_keeps_nothing(self):
+        with self.assertRaises(RuntimeError), transaction.atomic():
+            order = Order.objects.create(total=5)
+            async_task("shop.tasks.mark_paid", order.pk, on_commit=True)
+            raise RuntimeError("rollback")
+        self.assertEqual(Task.objects.count(), 0)
+
+    def test_on_commit_queues_when_the_transaction_commits(self):
+        with transaction.atomic():
+            order = Order.objects.create(total=9)
+            task_id = async_task("shop.tasks.mark_paid", order.pk, on_commit=True)
+            self.assertIsNone(fetch(task_id))
+        self.assertEqual(result(task_id), 9)
+'''
+
+
+def _servers() -> dict[str, dict[str, object]]:
+    run = uuid.uuid4().hex[:8]
+    return {
+        "postgres": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": f"qdjango_user_{run}",
+            "USER": "postgres",
+            "HOST": "127.0.0.1",
+            "PORT": "5432",
+        },
+        "mariadb": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": f"qdjango_user_{run}",
+            "USER": "root",
+            "HOST": "127.0.0.1",
+            "PORT": "3306",
+        },
+    }
+
+
+def make_project(where: Path, database: str) -> tuple[Path, dict[str, object] | None]:
+    """startproject + startapp, then what the README tells a user to add; return the folder."""
+    env = _env()
+    where.mkdir()
+    subprocess.run(
+        [sys.executable, "-m", "django", "startproject", "mysite", str(where)],
+        check=True, env=env,
+    )  # fmt: skip
+    subprocess.run(
+        [sys.executable, "manage.py", "startapp", "shop"], cwd=where, check=True, env=env
+    )
+    (where / "shop" / "models.py").write_text(MODELS)
+    (where / "shop" / "tasks.py").write_text(TASKS)
+    (where / "shop" / "tests.py").write_text(TESTS)
+    settings = where / "mysite" / "settings.py"
+    text = settings.read_text()
+    for quote in "'\"":
+        last = f"    {quote}django.contrib.staticfiles{quote},\n"
+        text = text.replace(last, f"{last}    {quote}qdjango{quote},\n    {quote}shop{quote},\n")
+    assert "'qdjango'" in text or '"qdjango"' in text, "startproject's INSTALLED_APPS changed shape"
+    text += '\nQ_CLUSTER = {"sync": True}\n'
+    server = None
+    if database == "sqlite-file":
+        text += '\nDATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test-db.sqlite3")}\n'
+    elif database in {"postgres", "mariadb"}:
+        server = _servers()[database]
+        text += f"\nDATABASES = {{'default': {server!r}}}\n"
+        if database == "mariadb":
+            # No mysqlclient build here: PyMySQL's stand-in, as its README shows.
+            (where / "mysite" / "__init__.py").write_text(
+                "import pymysql\n\npymysql.install_as_MySQLdb()\n"
+            )
+    settings.write_text(text)
+    subprocess.run(
+        [sys.executable, "manage.py", "makemigrations", "shop"], cwd=where, check=True, env=env,
+        capture_output=True,
+    )  # fmt: skip
+    return where, server
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QENGINE_", "DJANGO_"))}
+    env["PYTHONPATH"] = str(ROOT)  # qdjango from this checkout, as an installed package would be
+    return env
+
+
+def _test_database_gone(server: dict[str, object]) -> bool:
+    name = f"test_{server['NAME']}"
+    if "postgresql" in str(server["ENGINE"]):
+        import psycopg
+
+        with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres") as conn:
+            found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        return found is None
+    import pymysql
+
+    conn = pymysql.connect(host="127.0.0.1", user="root")
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SHOW DATABASES LIKE %s", (name,))
+            return cursor.fetchone() is None
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    "database",
+    [
+        "sqlite-memory",
+        "sqlite-file",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ],
+)
+def test_the_projects_own_tests_pass(tmp_path, database, request) -> None:
+    if database in {"postgres", "mariadb"}:
+        request.getfixturevalue(f"{database}_url")  # skips (fails under CI) without the server
+    project, server = make_project(tmp_path / "project", database)
+    run = subprocess.run(
+        [sys.executable, "manage.py", "test", "shop", "--noinput", "-v", "2"],
+        cwd=project, env=_env(), capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert "Ran 11 tests" in output, output
+    assert "OK" in output
+    if database == "sqlite-memory":
+        assert "in-memory" in output or "memorydb" in output, "startproject's test DB is in memory"
+    if server is not None:
+        assert _test_database_gone(server), f"the test database was left behind:\n{output}"
