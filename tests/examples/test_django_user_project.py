@@ -6,7 +6,8 @@ tests), a model, a task that changes it, and the project's own
 ``TestCase``/``TransactionTestCase``. The project's tests run in a
 subprocess with Django's test runner, on SQLite as ``startproject`` leaves
 it (an in-memory test database), SQLite with a file test database,
-PostgreSQL and MariaDB. Every assertion about qdjango lives in the
+PostgreSQL and MariaDB, and once with a router that sends qdjango's models
+to a second database. Every assertion about qdjango lives in the
 project's tests below; this module only builds the project and reads the
 runner's verdict, and for the servers checks that the test database is gone
 afterwards (nothing kept a connection to it).
@@ -134,6 +135,57 @@ class OrderTransactionTests(Checks, TransactionTestCase):
 '''
 
 
+ROUTER = '''
+class TasksRouter:
+    """qdjango's models live in the "tasks" database, everything else in "default"."""
+
+    def _pick(self, model, **hints):
+        return "tasks" if model._meta.app_label == "qdjango" else None
+
+    db_for_read = db_for_write = _pick
+
+    def allow_migrate(self, db, app_label, **hints):
+        return db == ("tasks" if app_label == "qdjango" else "default")
+'''
+
+ROUTED_TESTS = '''
+from io import StringIO
+
+from django.core.management import call_command
+from django.db import connections
+from django.test import TestCase, override_settings
+
+from qdjango.models import Task
+from qdjango.tasks import async_task, count_group, fetch, result
+from qengine.errors import StoreError
+
+from .models import Order
+
+
+class RoutedTests(TestCase):
+    databases = {"default", "tasks"}
+
+    def test_the_api_and_commands_follow_the_router(self):
+        order = Order.objects.create(total=11)
+        task_id = async_task("shop.tasks.mark_paid", order.pk, group="g")
+        self.assertEqual(result(task_id), 11)
+        self.assertEqual(fetch(task_id).result, 11)
+        self.assertEqual(count_group("g"), 1)
+        self.assertEqual(Task.objects.using("tasks").filter(id=task_id).count(), 1)
+        self.assertNotIn("q_task", connections["default"].introspection.table_names())
+        out = StringIO()
+        call_command("qinfo", stdout=out)
+        self.assertIn("Successes", out.getvalue())
+
+    def test_a_store_pinned_to_a_database_without_the_tables_says_to_migrate(self):
+        with override_settings(Q_CLUSTER={"sync": True, "store": "default"}):
+            with self.assertRaises(StoreError) as caught:
+                async_task("shop.tasks.mark_paid", Order.objects.create(total=1).pk)
+        self.assertIn("'default'", str(caught.exception))
+        self.assertIn("migrate", str(caught.exception))
+'''
+
+
 def _servers() -> dict[str, dict[str, object]]:
     run = uuid.uuid4().hex[:8]
     return {
@@ -167,7 +219,7 @@ def make_project(where: Path, database: str) -> tuple[Path, dict[str, object] | 
     )
     (where / "shop" / "models.py").write_text(MODELS)
     (where / "shop" / "tasks.py").write_text(TASKS)
-    (where / "shop" / "tests.py").write_text(TESTS)
+    (where / "shop" / "tests.py").write_text(ROUTED_TESTS if database == "sqlite-routed" else TESTS)
     settings = where / "mysite" / "settings.py"
     text = settings.read_text()
     for quote in "'\"":
@@ -176,7 +228,14 @@ def make_project(where: Path, database: str) -> tuple[Path, dict[str, object] | 
     assert "'qdjango'" in text or '"qdjango"' in text, "startproject's INSTALLED_APPS changed shape"
     text += '\nQ_CLUSTER = {"sync": True}\n'
     server = None
-    if database == "sqlite-file":
+    if database == "sqlite-routed":
+        (where / "mysite" / "routers.py").write_text(ROUTER)
+        text += (
+            '\nDATABASES["tasks"] = {"ENGINE": "django.db.backends.sqlite3", '
+            '"NAME": BASE_DIR / "tasks.sqlite3"}\n'
+            'DATABASE_ROUTERS = ["mysite.routers.TasksRouter"]\n'
+        )
+    elif database == "sqlite-file":
         text += '\nDATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test-db.sqlite3")}\n'
     elif database in {"postgres", "mariadb"}:
         server = _servers()[database]
@@ -224,6 +283,7 @@ def _test_database_gone(server: dict[str, object]) -> bool:
     [
         "sqlite-memory",
         "sqlite-file",
+        "sqlite-routed",
         pytest.param("postgres", marks=pytest.mark.postgres),
         pytest.param("mariadb", marks=pytest.mark.mariadb),
     ],
@@ -238,7 +298,7 @@ def test_the_projects_own_tests_pass(tmp_path, database, request) -> None:
     )  # fmt: skip
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
-    assert "Ran 11 tests" in output, output
+    assert f"Ran {2 if database == 'sqlite-routed' else 11} tests" in output, output
     assert "OK" in output
     if database == "sqlite-memory":
         assert "in-memory" in output or "memorydb" in output, "startproject's test DB is in memory"
