@@ -304,3 +304,65 @@ def test_the_projects_own_tests_pass(tmp_path, database, request) -> None:
         assert "in-memory" in output or "memorydb" in output, "startproject's test DB is in memory"
     if server is not None:
         assert _test_database_gone(server), f"the test database was left behind:\n{output}"
+
+
+PYTEST_TESTS = '''
+import pytest
+
+from qdjango.models import Task
+from qdjango.tasks import async_task, fetch, result
+
+from shop.models import Order
+
+
+def test_with_the_db_fixture(db):
+    order = Order.objects.create(total=4)
+    task_id = async_task("shop.tasks.mark_paid", order.pk)
+    assert result(task_id) == 4
+    assert fetch(task_id).success
+    order.refresh_from_db()
+    assert order.paid
+
+
+def test_the_previous_test_rolled_back(db):
+    assert Task.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_a_transactional_database():
+    task_id = async_task("shop.tasks.mark_paid", Order.objects.create(total=6).pk)
+    assert result(task_id) == 6
+'''
+
+
+@pytest.mark.parametrize(
+    "database", ["sqlite-memory", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_pytest_django_tests_of_the_project_pass(tmp_path, database, request) -> None:
+    if database == "postgres":
+        request.getfixturevalue("postgres_url")
+    project, server = make_project(tmp_path / "project", database)
+    (project / "shop" / "test_pytest.py").write_text(PYTEST_TESTS)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--ds=mysite.settings",
+         "-o", "addopts=", "-o", "filterwarnings=", "shop/test_pytest.py", "-q"],
+        cwd=project, env=_env(), capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert "3 passed" in output, output
+    if server is not None:
+        assert _test_database_gone(server), f"the test database was left behind:\n{output}"
+
+
+def test_qcluster_refuses_an_in_memory_database_with_a_clear_message(tmp_path) -> None:
+    project, _ = make_project(tmp_path / "project", "sqlite-memory")
+    settings = project / "mysite" / "settings.py"
+    settings.write_text(settings.read_text() + '\nDATABASES["default"]["NAME"] = ":memory:"\n')
+    run = subprocess.run(
+        [sys.executable, "manage.py", "qcluster"],
+        cwd=project, env=_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert run.returncode != 0
+    assert "in-memory SQLite database" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr
