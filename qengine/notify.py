@@ -7,15 +7,11 @@ signed; the waiter checks the signature and has its ``Task`` without
 reading the store. Nobody waiting costs one script call for a single task,
 one MGET for a batch. Without Redis, waiting falls back to polling the store.
 
-The monitor notifies twice around the store's write. Before it, for rows
-small enough to hand over: the caller gets its result without waiting for
-the commit (a commit costs as much as the rest of the round trip). After
-it, for everyone not yet woken: a caller whose interest appeared during the
-write would otherwise have looked in the store too early and then slept.
-So a woken caller holds the row that is being (or has been) saved; a second
-look in the store a moment later may not see it yet, and if the cluster
-died before the commit, the task is delivered again, as any unacknowledged
-task is.
+The monitor notifies once the store's write is committed (or the result is
+in the cache), never before: a caller that was told a result can read it
+back with ``fetch`` in any process at once, and a cluster that dies before
+its commit has told nobody anything. The row still travels with the
+notification, so the woken caller reads nothing more.
 
 Group waits (a count, or the first result of a group) work the same way
 with a set of waiters per group: after each stored or cached batch, every
@@ -130,17 +126,13 @@ class Notifier:
         self,
         task_ids: Sequence[str],
         rows: Mapping[str, Mapping[str, Any]] | None = None,
-        *,
-        handover_only: bool = False,
     ) -> set[str]:
         """Wake whoever waits for these tasks, handing over ``rows`` where given; return who woke.
 
-        ``handover_only`` wakes only waiters whose row is handed over: the
-        others have to read the store, so they must not wake before the write.
+        Called only once the rows are committed (or cached): what a waiter is
+        told must be what any reader then finds.
         """
         rows = rows or {}
-        if handover_only:
-            task_ids = [i for i in task_ids if _fits(rows.get(i))]
         if len(task_ids) > 1:
             # Under load most finished tasks have nobody waiting: ask first, and sign and
             # send rows only for those who wait. A single task (the latency case) goes
@@ -248,8 +240,6 @@ def notify_safely(
     config: Config,
     task_ids: Sequence[str],
     rows: Mapping[str, Mapping[str, Any]] | None = None,
-    *,
-    handover_only: bool = False,
 ) -> set[str]:
     """Notify (see ``Notifier.notify``), but never let a notification failure disturb the monitor.
 
@@ -259,7 +249,7 @@ def notify_safely(
     try:
         notifier = get_notifier(config)
         if notifier is not None:
-            return notifier.notify(task_ids, rows, handover_only=handover_only)
+            return notifier.notify(task_ids, rows)
     except redis.RedisError:
         pass  # an outage: the broker's own retries report it
     except Exception:

@@ -181,11 +181,7 @@ class ResultStore:
         return rows
 
     def rows_to_save(self, outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
-        """The rows ``save_outcomes`` would write, built without writing them.
-
-        The monitor hands these to waiters before the write, so the store's
-        commit is not on the path of a result to its caller.
-        """
+        """The rows ``save_outcomes`` writes: successes as ``save``/``save_limit`` say, failures."""
         return [outcome_values(o) for o in outcomes if self._keeps(o)]
 
     def save_rows(self, rows: list[dict[str, Any]]) -> None:

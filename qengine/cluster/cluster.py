@@ -334,10 +334,10 @@ class Cluster:
             self.status = "Idle"
 
     def notify_done(
-        self, task_ids: list[str], rows: dict[str, dict[str, Any]], *, handover_only: bool = False
+        self, task_ids: list[str], rows: dict[str, dict[str, Any]]
     ) -> set[str]:
         """Wake callers waiting for these results (Redis brokers; see ``qengine.notify``)."""
-        return notify_safely(self.config, task_ids, rows, handover_only=handover_only)
+        return notify_safely(self.config, task_ids, rows)
 
     def notify_groups(self, group_ids: set[str]) -> None:
         """Wake callers waiting on these groups (Redis brokers; see ``qengine.notify``)."""

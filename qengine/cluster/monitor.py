@@ -116,8 +116,8 @@ def _run_hook(task: Task, hook: object) -> None:
 
 
 Notify = Callable[..., set[str]]
-"""``notify(task_ids, rows, *, handover_only=False)``: wakes callers waiting for task ids,
-handing over their rows; returns the ids it woke (see ``qengine.notify``)."""
+"""``notify(task_ids, rows)``: wakes callers waiting for task ids, handing over their
+committed rows; returns the ids it woke (see ``qengine.notify``)."""
 
 
 def finish(
@@ -132,9 +132,9 @@ def finish(
 ) -> None:
     """Save or cache a batch of outcomes, wake waiters, report failures, run hooks and chains.
 
-    Waiters get their rows just before the write, and whoever started
-    waiting during it is woken right after (``qengine.notify`` says why).
-    Cached results wake theirs once they are in the cache, group waiters
+    Waiters are woken once their rows are committed, with the rows handed
+    over (``qengine.notify`` says why), cached results' waiters once they
+    are in the cache, group waiters
     (who count or read the group) once the batch is stored or cached, and
     an iter's waiters once it is collated: all before hooks and chains,
     which can take long and do not change the result. Failures are reported
@@ -151,14 +151,10 @@ def finish(
     ]
     to_store = [outcome for outcome in outcomes if not outcome.message.cached]
     if to_store:
-        rows = store.rows_to_save(to_store)
-        by_id = {row["id"]: row for row in rows}
-        woken = notify(list(by_id), by_id, handover_only=True) if notify and rows else set()
-        store.save_rows(rows)
+        rows = store.save_outcomes(to_store)
+        # Only now: a waiter told of a result must find it stored (read-your-writes).
         if notify is not None:
-            late = [o.message.id for o in to_store if o.message.id not in woken]
-            if late:
-                notify(late, by_id)
+            notify([o.message.id for o in to_store], {row["id"]: row for row in rows})
     cached_ids = _cache_outcomes(store, outcomes, tasks)
     if cached_ids and notify is not None:
         notify(cached_ids, {})

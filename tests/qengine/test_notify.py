@@ -143,19 +143,33 @@ def finish_with_slow_write(config, monkeypatch, done, *, before_write=None, hold
     return later(lambda: finish([done], config, store=store, notify=notify), 0.2)
 
 
-def test_a_waiter_has_its_result_before_the_store_commits_it(config, monkeypatch):
-    done = outcome("early")
+def test_a_waiter_is_told_only_once_the_store_has_committed(config, monkeypatch):
+    done = outcome("stored first")
     hold = threading.Event()
     thread = finish_with_slow_write(config, monkeypatch, done, hold=hold)
     try:
-        task = fetch(done.message.id, wait=5_000)
-        assert task is not None
-        assert task.result == "early"
-        assert get_store(config).get(done.message.id) is None  # the write is still held
+        # The write is held: a waiter must not hear of a result nobody could read back.
+        assert fetch(done.message.id, wait=700) is None
+        assert get_store(config).get(done.message.id) is None
     finally:
         hold.set()
+    task = fetch(done.message.id, wait=5_000)
+    thread.join()
+    assert task is not None
+    assert task.result == "stored first"
+    assert get_store(config).get(done.message.id).result == "stored first"
+
+
+def test_every_result_a_waiter_receives_is_already_stored(config):
+    # Many round trips, each read back at once from the store the waiter did not read.
+    store = get_store(config)
+    notify = partial(notify_safely, config)
+    for n in range(200):
+        done = outcome(n)
+        thread = later(lambda d=done: finish([d], config, store=store, notify=notify), 0)
+        assert result(done.message.id, wait=5_000) == n
+        assert store.get(done.message.id) is not None, f"round trip {n}: told before stored"
         thread.join()
-    assert get_store(config).get(done.message.id).result == "early"
 
 
 def test_a_waiter_arriving_during_the_write_is_woken_right_after_it(config, monkeypatch):
