@@ -15,11 +15,14 @@ afterwards (nothing kept a connection to it).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -246,11 +249,14 @@ def make_project(where: Path, database: str) -> tuple[Path, dict[str, object] | 
                 "import pymysql\n\npymysql.install_as_MySQLdb()\n"
             )
     settings.write_text(text)
-    subprocess.run(
-        [sys.executable, "manage.py", "makemigrations", "shop"], cwd=where, check=True, env=env,
-        capture_output=True,
-    )  # fmt: skip
     return where, server
+
+
+def _makemigrations(project: Path) -> None:
+    subprocess.run(
+        [sys.executable, "manage.py", "makemigrations", "shop"], cwd=project, check=True,
+        env=_env(), capture_output=True,
+    )  # fmt: skip
 
 
 def _env() -> dict[str, str]:
@@ -259,23 +265,44 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _test_database_gone(server: dict[str, object]) -> bool:
-    name = f"test_{server['NAME']}"
+def _server_sql(server: dict[str, object], statement: str) -> Any:
+    """Run one statement on the server outside any database (made and dropped by the test)."""
     if "postgresql" in str(server["ENGINE"]):
         import psycopg
 
-        with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres") as conn:
-            found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        return found is None
+        with psycopg.connect(
+            "host=127.0.0.1 user=postgres dbname=postgres", autocommit=True
+        ) as conn:
+            return conn.execute(statement).fetchall() if "SELECT" in statement else None
     import pymysql
 
-    conn = pymysql.connect(host="127.0.0.1", user="root")
+    conn = pymysql.connect(host="127.0.0.1", user="root", autocommit=True)
     try:
         with conn.cursor() as cursor:
-            cursor.execute("SHOW DATABASES LIKE %s", (name,))
-            return cursor.fetchone() is None
+            cursor.execute(statement)
+            return cursor.fetchall()
     finally:
         conn.close()
+
+
+@contextlib.contextmanager
+def _project_database(server: dict[str, object] | None) -> Iterator[None]:
+    """The project's own database exists, as a user's does; it is dropped afterwards."""
+    if server is None:
+        yield
+        return
+    _server_sql(server, f"CREATE DATABASE {server['NAME']}")
+    try:
+        yield
+    finally:
+        _server_sql(server, f"DROP DATABASE IF EXISTS {server['NAME']}")
+
+
+def _test_database_gone(server: dict[str, object]) -> bool:
+    name = f"test_{server['NAME']}"
+    if "postgresql" in str(server["ENGINE"]):
+        return not _server_sql(server, f"SELECT 1 FROM pg_database WHERE datname = '{name}'")
+    return not _server_sql(server, f"SHOW DATABASES LIKE '{name}'")
 
 
 @pytest.mark.parametrize(
@@ -292,10 +319,12 @@ def test_the_projects_own_tests_pass(tmp_path, database, request) -> None:
     if database in {"postgres", "mariadb"}:
         request.getfixturevalue(f"{database}_url")  # skips (fails under CI) without the server
     project, server = make_project(tmp_path / "project", database)
-    run = subprocess.run(
-        [sys.executable, "manage.py", "test", "shop", "--noinput", "-v", "2"],
-        cwd=project, env=_env(), capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    with _project_database(server):
+        _makemigrations(project)
+        run = subprocess.run(
+            [sys.executable, "manage.py", "test", "shop", "--noinput", "-v", "2"],
+            cwd=project, env=_env(), capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
     assert f"Ran {2 if database == 'sqlite-routed' else 11} tests" in output, output
@@ -343,11 +372,13 @@ def test_pytest_django_tests_of_the_project_pass(tmp_path, database, request) ->
         request.getfixturevalue("postgres_url")
     project, server = make_project(tmp_path / "project", database)
     (project / "shop" / "test_pytest.py").write_text(PYTEST_TESTS)
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--ds=mysite.settings",
-         "-o", "addopts=", "-o", "filterwarnings=", "shop/test_pytest.py", "-q"],
-        cwd=project, env=_env(), capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    with _project_database(server):
+        _makemigrations(project)
+        run = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--ds=mysite.settings",
+             "-o", "addopts=", "-o", "filterwarnings=", "shop/test_pytest.py", "-q"],
+            cwd=project, env=_env(), capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
     assert "3 passed" in output, output
@@ -357,6 +388,7 @@ def test_pytest_django_tests_of_the_project_pass(tmp_path, database, request) ->
 
 def test_qcluster_refuses_an_in_memory_database_with_a_clear_message(tmp_path) -> None:
     project, _ = make_project(tmp_path / "project", "sqlite-memory")
+    _makemigrations(project)
     settings = project / "mysite" / "settings.py"
     settings.write_text(settings.read_text() + '\nDATABASES["default"]["NAME"] = ":memory:"\n')
     run = subprocess.run(
