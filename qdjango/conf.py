@@ -91,9 +91,14 @@ def load() -> Config:
     return load_config(keys)
 
 
+_SPEC_NAMES = {"prefix": "name", "cluster_name": "name", "compressed": "compress"}
+"""django_q's ``Conf`` names that differ from the configuration keys."""
+
+
 class _ConfMeta(type):
     def __getattr__(cls, attr: str) -> Any:
         key = attr.lower()
+        key = _SPEC_NAMES.get(key, key)
         config = get_config()
         if hasattr(config, key):
             return getattr(config, key)

@@ -75,6 +75,9 @@ def test_django_q_modules_have_their_qdjango_counterparts() -> None:
     assert issubclass(cluster.Cluster, EngineCluster)
     assert issubclass(monitor.Stat, EngineStat)
     assert get_config().workers == conf.Conf.WORKERS
+    # django_q's own names for keys that are spelled differently here
+    assert Conf.PREFIX == Conf.CLUSTER_NAME == get_config().name
+    assert Conf.COMPRESSED is get_config().compress
     assert (Conf.STARTING, Conf.IDLE, Conf.WORKING, Conf.STOPPING, Conf.STOPPED) == (
         "Starting", "Idle", "Working", "Stopping", "Stopped",
     )  # fmt: skip
