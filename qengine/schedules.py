@@ -600,9 +600,13 @@ class Enqueue(Protocol):
     ``conn`` is the claiming transaction: a SQL broker on the same database
     should insert through it, both to be atomic with the claim and because
     SQLite would make a second connection wait for the claim's write lock.
+    ``slot`` is the time the task stands for: with the schedule it names
+    the run, so an enqueue repeated after a failed commit can be recognised.
     """
 
-    def __call__(self, schedule: Schedule, *, group: str, conn: Connection) -> str: ...
+    def __call__(
+        self, schedule: Schedule, *, group: str, conn: Connection, slot: datetime
+    ) -> str: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -676,7 +680,9 @@ def _claim_one(
     try:
         item = _from_row(row)
         plan = advance(item, now, catch_up=catch_up, tz=tz, max_runs=max_runs)
-        task_ids = tuple(enqueue(item, group=item.group, conn=conn) for _ in plan.slots)
+        task_ids = tuple(
+            enqueue(item, group=item.group, conn=conn, slot=slot) for slot in plan.slots
+        )
         where = _table.c.id == item.id
         if plan.delete:
             conn.execute(delete(_table).where(where))

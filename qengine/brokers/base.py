@@ -19,6 +19,10 @@ class Delivery(NamedTuple):
     count: int = 1  # type: ignore[assignment]  # shadows tuple.count on purpose: reads well
 
 
+UNIQUE_TTL_S = 86_400
+"""How long ``enqueue_unique`` remembers a key: far longer than a claim is ever retried."""
+
+
 class Broker(ABC):
     """Accepts, keeps and delivers packages for one queue: the cluster name.
 
@@ -51,6 +55,19 @@ class Broker(ABC):
     def enqueue_many(self, packages: Iterable[bytes]) -> list[str]:
         """Put several packages in the queue; brokers that can batch override this."""
         return [self.enqueue(package) for package in packages]
+
+    def enqueue_unique(self, package: bytes, key: str, ttl_s: int = UNIQUE_TTL_S) -> str | None:
+        """Enqueue ``package`` unless one with this ``key`` was enqueued in the last ``ttl_s``.
+
+        Returns the tracking id, or None when the key was seen: the scheduler
+        uses it so that a slot enqueued just before its claim failed to commit
+        is not enqueued again when the claim is retried. A broker that cannot
+        check and enqueue in one atomic step enqueues every time (this default);
+        the Redis broker checks. A SQL broker on the store's database needs no
+        check: it enqueues inside the claim's own transaction.
+        """
+        del key, ttl_s
+        return self.enqueue(package)
 
     # The spec calls the producing method ``async_task``; keep that name working.
     def async_task(self, package: bytes) -> str:

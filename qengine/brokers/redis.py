@@ -21,7 +21,7 @@ from redis.retry import Retry
 
 from ..config import Config, mask_url
 from ..errors import BrokerError, BrokerUnavailable, ConfigError
-from .base import Broker, Delivery
+from .base import UNIQUE_TTL_S, Broker, Delivery
 
 __all__ = ["ClientProvider", "RedisBroker", "redis_client", "register_client_provider"]
 
@@ -60,6 +60,15 @@ for i = 2, #ARGV, 1000 do
     redis.call('XDEL', KEYS[1], unpack(ARGV, i, last))
 end
 return 0
+"""
+
+# Enqueue ARGV[1] under key KEYS[2] unless KEYS[1] marks it as enqueued already (for ARGV[2]
+# seconds): the mark and the entry go in together or not at all.
+_ENQUEUE_UNIQUE = """
+if redis.call('SET', KEYS[1], 1, 'NX', 'EX', ARGV[2]) then
+    return redis.call('XADD', KEYS[2], '*', ARGV[3], ARGV[1])
+end
+return false
 """
 
 # Remove consumers of group ARGV[1] that hold nothing and were silent for ARGV[2] ms (dead
@@ -232,6 +241,7 @@ class RedisBroker(Broker):
         self._extend_script = client.register_script(_EXTEND)
         self._ack_script = client.register_script(_ACK)
         self._prune_script = client.register_script(_PRUNE)
+        self._unique_script = client.register_script(_ENQUEUE_UNIQUE)
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -280,6 +290,12 @@ class RedisBroker(Broker):
     def enqueue(self, package: bytes) -> str:
         with self._errors("enqueue to"):
             return _text(self.connection.xadd(self.stream, {FIELD: package}))
+
+    def enqueue_unique(self, package: bytes, key: str, ttl_s: int = UNIQUE_TTL_S) -> str | None:
+        mark = f"{self.stream}:enqueued:{key}"
+        with self._errors("enqueue to"):
+            entry_id = self._unique_script(keys=[mark, self.stream], args=[package, ttl_s, FIELD])
+        return None if entry_id is None else _text(entry_id)
 
     def enqueue_many(self, packages: Iterable[bytes]) -> list[str]:
         """Enqueue all in one MULTI/EXEC: every package goes in, or none does."""

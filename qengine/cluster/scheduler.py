@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ from .. import lifecycle
 from ..api import prepare
 from ..db import normalize_url
 from ..schedules import Schedule, claim_due, seconds_until_due
+from ..task import new_id
 
 if TYPE_CHECKING:
     from .cluster import Cluster
@@ -23,6 +25,15 @@ log = logging.getLogger(__name__)
 
 LOOK_AGAIN_S = 0.5
 """Longest sleep between two looks: a schedule created meanwhile starts within this."""
+
+
+_SLOT_IDS = uuid.UUID("5f0c6a52-6c1e-4b8e-9a57-0f1f4e2d7c31")
+"""Namespace of the task ids of schedule runs (uuid5)."""
+
+
+def slot_task_id(cluster_name: str, schedule_id: int | None, slot: datetime) -> str:
+    """The task id of one run of a schedule: the same every time that slot is enqueued."""
+    return uuid.uuid5(_SLOT_IDS, f"{cluster_name}:{schedule_id}:{slot.isoformat()}").hex
 
 
 class Scheduler:
@@ -54,7 +65,9 @@ class Scheduler:
         due_in = seconds_until_due(engine, datetime.now(UTC), config.name)
         return LOOK_AGAIN_S if due_in is None else min(max(due_in, 0.01), LOOK_AGAIN_S)
 
-    def _enqueue(self, schedule: Schedule, *, group: str, conn: Connection) -> str:
+    def _enqueue(
+        self, schedule: Schedule, *, group: str, conn: Connection, slot: datetime
+    ) -> str:
         cluster = self.cluster
         config = cluster.config
         options: dict[str, Any] = dict(schedule.q_options or {})
@@ -64,16 +77,23 @@ class Scheduler:
         if schedule.hook:
             options.setdefault("hook", schedule.hook)
         options["sync"] = False  # a schedule's task always goes through the broker
+        # One id per run of a schedule: if the claim's commit fails after a broker outside its
+        # transaction took the task, the retried claim's enqueue is recognised, not run twice.
+        ident = (slot_task_id(config.name, schedule.id, slot), new_id()[1])
         message = prepare(
-            schedule.func, tuple(schedule.args), dict(schedule.kwargs), options, config
+            schedule.func, tuple(schedule.args), dict(schedule.kwargs), options, config, ident
         )
         package = cluster.signer.dumps(message)
         if self._same_database:
             # The claim holds SQLite's write lock: enqueue through its transaction (which
             # also makes the enqueue atomic with the claim on any database).
             cluster.broker.enqueue_in(conn, package)  # type: ignore[attr-defined]
-        else:
-            cluster.broker.enqueue(package)
+        elif cluster.broker.enqueue_unique(package, message.id) is None:
+            log.warning(
+                "%s: schedule %s slot %s was queued already (a claim that failed to commit); "
+                "not queued again", cluster.label, schedule.name or schedule.id, slot.isoformat(),
+            )  # fmt: skip
+            return message.id
         log.info(
             "%s: schedule %s queued task %s [%s]",
             cluster.label, schedule.name or schedule.id, message.name, message.id,

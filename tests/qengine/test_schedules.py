@@ -62,7 +62,9 @@ class Recorder:
         self.calls: list[tuple[int | None, str]] = []
         self.lock = threading.Lock()
 
-    def __call__(self, schedule: Schedule, *, group: str, conn: sa.Connection) -> str:
+    def __call__(
+        self, schedule: Schedule, *, group: str, conn: sa.Connection, slot: datetime
+    ) -> str:
         with self.lock:
             self.calls.append((schedule.id, group))
             return f"task-{len(self.calls)}"
@@ -472,7 +474,7 @@ def test_a_failing_schedule_does_not_block_the_others(engine):
     broken = schedule("math.floor", next_run=utc(2024, 1, 1), schedule_type="H")
     fine = schedule("math.ceil", next_run=utc(2024, 1, 1), schedule_type="H")
 
-    def enqueue(item: Schedule, *, group: str, conn: sa.Connection) -> str:
+    def enqueue(item: Schedule, *, group: str, conn: sa.Connection, slot: datetime) -> str:
         if item.id == broken.id:
             raise RuntimeError("broker down")
         return "ok"
@@ -516,10 +518,10 @@ def test_a_locked_schedule_is_skipped_by_another_cluster(server_url, cluster_nam
     inside, release = threading.Event(), threading.Event()
     first = Recorder()
 
-    def slow(schedule: Schedule, *, group: str, conn: sa.Connection) -> str:
+    def slow(schedule: Schedule, *, group: str, conn: sa.Connection, slot: datetime) -> str:
         inside.set()
         release.wait(10)
-        return first(schedule, group=group, conn=conn)
+        return first(schedule, group=group, conn=conn, slot=slot)
 
     thread = threading.Thread(target=claim, args=(engine, utc(2024, 1, 1), slow),
                               kwargs={"cluster": cluster_name})  # fmt: skip
