@@ -32,6 +32,9 @@ _LAZY = {
             "fetch_group", "queue_size", "resubmit", "result", "result_group"),
     "brokers": ("Broker", "get_broker"),
     "chains": ("AsyncTask", "Chain", "Iter", "async_chain", "async_iter"),
+    "cluster.cluster": ("Cluster",),
+    "schedules": ("Schedule", "schedule"),
+    "status": ("Stat",),
 }  # fmt: skip
 _HOME = {name: module for module, names in _LAZY.items() for name in names}
 
@@ -50,6 +53,9 @@ if TYPE_CHECKING:
     )
     from .brokers import Broker, get_broker
     from .chains import AsyncTask, Chain, Iter, async_chain, async_iter
+    from .cluster.cluster import Cluster
+    from .schedules import Schedule, schedule
+    from .status import Stat
 
 
 def __getattr__(name: str) -> Any:
@@ -79,14 +85,17 @@ __all__ = [
     "BrokerError",
     "BrokerUnavailable",
     "Chain",
+    "Cluster",
     "Config",
     "ConfigError",
     "Failure",
     "Iter",
     "PackageTooLarge",
     "QEngineError",
+    "Schedule",
     "ScheduleError",
     "SignatureError",
+    "Stat",
     "StoreError",
     "Success",
     "Task",
