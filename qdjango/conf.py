@@ -1,13 +1,14 @@
 """Django settings → the engine's configuration, read on first use, never at import.
 
 ``Q_CLUSTER`` holds the engine's keys (the spec's names); ``SECRET_KEY``
-signs packages; the store is a Django database, reached through Django's
-own connections (``store``: an alias of ``DATABASES`` that pins the tables
-there; without it the routers choose); ``orm`` names the database alias
-the SQL broker uses; cached results go to Django's
-cache framework (``cache``: a ``CACHES`` alias, default ``"default"``).
-Environment variables ``QENGINE_<KEY>`` and a TOML file still apply, below
-``Q_CLUSTER``.
+signs packages and ``SECRET_KEY_FALLBACKS`` still verify them (unless
+``Q_CLUSTER`` sets ``secret_key`` or ``secret_key_fallbacks``); the store
+is a Django database, reached through Django's own connections
+(``store``: an alias of ``DATABASES`` that pins the tables there; without
+it the routers choose); ``orm`` names the database alias the SQL broker
+uses; cached results go to Django's cache framework (``cache``: a
+``CACHES`` alias, default ``"default"``). Environment variables
+``QENGINE_<KEY>`` and a TOML file still apply, below ``Q_CLUSTER``.
 """
 
 from __future__ import annotations
@@ -87,6 +88,11 @@ def load() -> Config:
             keys["secret_key"] = getattr(settings, "SECRET_KEY", None) or None
         except ImproperlyConfigured:  # an empty SECRET_KEY; signing then says what is missing
             keys["secret_key"] = None
+        # Django's old keys are old values of the key that signs here; with a key of
+        # its own in Q_CLUSTER they never signed a package, so they are not taken then.
+        fallbacks = getattr(settings, "SECRET_KEY_FALLBACKS", None)
+        if fallbacks and "secret_key_fallbacks" not in keys:
+            keys["secret_key_fallbacks"] = list(fallbacks)
     keys.setdefault("cache", "default")
     return load_config(keys)
 

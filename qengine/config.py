@@ -124,6 +124,12 @@ class Config:
     """SQLAlchemy URL of the result store."""
     secret_key: str | None = field(default=None, repr=False)
     """Key that signs packages; required for any broker but a local SQLite file."""
+    secret_key_fallbacks: tuple[str, ...] = field(default=(), repr=False)
+    """Old keys that still verify packages, never sign them: a key rotation under way.
+
+    A list or tuple of strings, kept as a tuple. Environment: a JSON list, or keys
+    separated by commas.
+    """
     max_package_size: int = 16 * 1024 * 1024
     """Largest package, in bytes, that may be enqueued."""
     time_zone: str = "UTC"
@@ -131,6 +137,7 @@ class Config:
 
     def __post_init__(self) -> None:
         _validate(self)
+        object.__setattr__(self, "secret_key_fallbacks", tuple(self.secret_key_fallbacks))
         if self.queue_limit is None:
             object.__setattr__(self, "queue_limit", self.workers**2)
         if self.timeout is not None and self.timeout >= self.retry:
@@ -196,9 +203,12 @@ class Config:
     def as_dict(self, *, masked: bool = True) -> dict[str, Any]:
         """Every key and value; with ``masked`` secrets and URL passwords hidden."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        # A list, as TOML and JSON write it: this dict is printed and turned into environments.
+        out["secret_key_fallbacks"] = list(self.secret_key_fallbacks)
         if masked:
             if out["secret_key"]:
                 out["secret_key"] = "********"
+            out["secret_key_fallbacks"] = ["********"] * len(self.secret_key_fallbacks)
             for key in ("broker", "store", "cache"):
                 if isinstance(out[key], str):
                     out[key] = mask_url(out[key])
@@ -344,6 +354,16 @@ def _validate(c: Config) -> None:
         )
     if c.secret_key is not None and (not isinstance(c.secret_key, str) or not c.secret_key):
         raise ConfigError("config key 'secret_key' must be a non-empty string or None")
+    fallbacks = c.secret_key_fallbacks
+    if not isinstance(fallbacks, list | tuple):
+        raise ConfigError(
+            "config key 'secret_key_fallbacks' must be a list of old secret keys, "
+            f"not a {type(fallbacks).__name__}"
+        )  # the message names the type, never the value: it holds keys
+    if not all(isinstance(key, str) and key for key in fallbacks):
+        raise ConfigError(
+            "config key 'secret_key_fallbacks' must hold only non-empty strings (old secret keys)"
+        )
     if not _is_int(c.max_package_size) or c.max_package_size < 1024:
         raise _fail("max_package_size", c.max_package_size, "a number of bytes >= 1024")
     try:
@@ -443,6 +463,8 @@ def _parse_env(key: str, raw: str) -> Any:
     text = raw.strip()
     if key in _OPTIONAL and text.lower() in {"", "none", "null"}:
         return None
+    if key == "secret_key_fallbacks":
+        return _parse_fallbacks(var, text)  # its errors must not show the value
     try:
         if key in _BOOL_KEYS:
             return _BOOLS[text.lower()]
@@ -458,6 +480,19 @@ def _parse_env(key: str, raw: str) -> Any:
     except (KeyError, ValueError) as exc:
         raise ConfigError(f"environment variable {var}={raw!r} cannot be read as {key}") from exc
     return raw
+
+
+def _parse_fallbacks(var: str, text: str) -> Any:
+    """Old keys from the environment: a JSON list, or keys separated by commas."""
+    if not text.startswith("["):
+        return [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        return json.loads(text)
+    except ValueError as exc:  # the message must not show the value: it holds keys
+        raise ConfigError(
+            f"environment variable {var} cannot be read as secret_key_fallbacks: "
+            "give a JSON list of strings, or keys separated by commas"
+        ) from exc
 
 
 # -- loading ------------------------------------------------------------------

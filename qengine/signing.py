@@ -3,7 +3,13 @@
 A package is ``MAGIC | flags | mac | body``. The MAC covers magic, flags and
 body and is keyed by the secret key salted with the cluster name, so a
 package signed for another cluster (or with another key) fails like a forged
-one. Nothing is decompressed or unpickled before the MAC verifies.
+one. Nothing is decompressed or unpickled before the MAC verifies, and
+nothing larger than ``max_package_size`` is even checked. A verified,
+compressed body is decompressed under a cap (``UNPACKED_FACTOR``), so a
+small, validly signed zstd bomb cannot fill the cluster's memory.
+
+Key rotation: packages are always signed with the secret key; the fallback
+keys (``secret_key_fallbacks``) only verify.
 """
 
 from __future__ import annotations
@@ -13,8 +19,9 @@ import hmac
 import logging
 import pickle
 import secrets
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import cloudpickle
 import zstandard
@@ -30,6 +37,15 @@ MAGIC = b"q1"
 _FLAG_ZSTD = 0x01
 _MAC_SIZE = hashlib.sha256().digest_size
 _HEADER = len(MAGIC) + 1 + _MAC_SIZE
+
+UNPACKED_FACTOR = 4
+"""How many times ``max_package_size`` a compressed package's pickle may hold.
+
+Compression lets a package carry more than its own size; beyond this,
+``dumps`` refuses the task and ``loads`` refuses the package (a zstd bomb).
+"""
+
+T = TypeVar("T")
 
 
 def fast_dumps(obj: Any) -> bytes:
@@ -57,27 +73,43 @@ def _derive(secret: str, salt: str) -> bytes:
 
 
 class Signer:
-    """Turns objects into signed packages and verified packages back into objects."""
+    """Turns objects into signed packages and verified packages back into objects.
 
-    __slots__ = ("_key", "compress", "max_size", "salt")
+    ``fallbacks`` are old secrets (a key rotation under way): packages signed
+    with them still verify; new packages are always signed with ``secret``.
+    """
 
-    def __init__(self, secret: str, salt: str, *, compress: bool = False, max_size: int = 2**24):
-        self._key = _derive(secret, salt)
+    __slots__ = ("_keys", "compress", "max_size", "max_unpacked", "salt")
+
+    def __init__(
+        self,
+        secret: str,
+        salt: str,
+        *,
+        compress: bool = False,
+        max_size: int = 2**24,
+        fallbacks: Sequence[str] = (),
+    ):
+        # The signing key first: most packages verify on the first try.
+        self._keys = (_derive(secret, salt), *(_derive(old, salt) for old in fallbacks))
         self.salt = salt
         self.compress = compress
         self.max_size = max_size
+        self.max_unpacked = max_size * UNPACKED_FACTOR  # largest pickle a package expands to
 
-    def _mac(self, head: bytes, body: bytes) -> bytes:
-        mac = hmac.new(self._key, head, hashlib.sha256)
+    @staticmethod
+    def _mac(key: bytes, head: bytes, body: bytes) -> bytes:
+        mac = hmac.new(key, head, hashlib.sha256)
         mac.update(body)
         return mac.digest()
 
     def dumps(self, obj: Any) -> bytes:
-        """Pickle, maybe compress, and sign ``obj``.
+        """Pickle, maybe compress, and sign ``obj`` with the secret key (never a fallback).
 
         Raises:
             TypeError: ``obj`` (a task's arguments, say) cannot be pickled.
-            PackageTooLarge: the package is over ``max_size`` bytes.
+            PackageTooLarge: the package is over ``max_size`` bytes, or its pickle
+                over ``max_unpacked`` (which a cluster would refuse to decompress).
         """
         try:
             body = fast_dumps(obj)
@@ -85,6 +117,12 @@ class Signer:
             raise TypeError(f"cannot pickle the task: {exc}") from exc
         flags = 0
         if self.compress:
+            if len(body) > self.max_unpacked:
+                raise PackageTooLarge(
+                    f"task pickles to {len(body)} bytes, over {UNPACKED_FACTOR} x "
+                    f"max_package_size ({self.max_unpacked} bytes), the most a compressed "
+                    "package may hold; pass large data by reference (a path or a key) instead"
+                )
             body = zstandard.compress(body, 3)
             flags |= _FLAG_ZSTD
         size = len(body) + _HEADER
@@ -94,33 +132,79 @@ class Signer:
                 "pass large data by reference (a path or a key) instead"
             )
         head = MAGIC + bytes((flags,))
-        return head + self._mac(head, body) + body
+        return head + self._mac(self._keys[0], head, body) + body
 
-    def loads(self, package: bytes) -> Any:
+    @overload
+    def loads(self, package: bytes) -> Any: ...
+    @overload
+    def loads(self, package: bytes, kind: type[T]) -> T: ...
+    def loads(self, package: bytes, kind: type[Any] | None = None) -> Any:
         """Verify ``package`` and return its object; never unpickles what does not verify.
 
+        Checked in this order, each before anything else is done with the bytes:
+        type, size (``max_size``), header, signature (the secret key, then each
+        fallback); then a compressed body is decompressed, refusing more than
+        ``max_unpacked`` bytes; only then is it unpickled. With ``kind``, an
+        object of another type is refused too.
+
         Raises:
-            SignatureError: bad signature, truncated, garbled, or signed for another cluster.
+            SignatureError: bad signature, truncated, garbled, signed for another
+                cluster or with an unknown key, oversized, a decompression bomb, or
+                (verified, so from a key holder) not unpicklable here or not a ``kind``.
+                The message says which.
         """
         if not isinstance(package, bytes | bytearray | memoryview):
             raise SignatureError(f"a package is bytes, not {type(package).__name__}")
+        if len(package) > self.max_size:
+            raise SignatureError(
+                f"package of {len(package)} bytes is over max_package_size ({self.max_size} bytes)"
+            )
         package = bytes(package)
         if len(package) < _HEADER or not package.startswith(MAGIC):
             raise SignatureError("not a qengine package (too short or wrong header)")
         head = package[: len(MAGIC) + 1]
         mac = package[len(head) : _HEADER]
         body = package[_HEADER:]
-        if not hmac.compare_digest(mac, self._mac(head, body)):
+        if not any(hmac.compare_digest(mac, self._mac(key, head, body)) for key in self._keys):
             raise SignatureError(
                 f"package signature does not verify for cluster {self.salt!r} "
                 "(tampered, truncated, or signed with another key or cluster name)"
             )
+        if head[-1] & _FLAG_ZSTD:
+            body = self._decompress(body)
         try:
-            if head[-1] & _FLAG_ZSTD:
-                body = zstandard.decompress(body)
-            return pickle.loads(body)
+            obj = pickle.loads(body)
         except Exception as exc:  # signed by us, so this is a version or environment mismatch
             raise SignatureError(f"verified package could not be unpacked: {exc!r}") from exc
+        if kind is not None and not isinstance(obj, kind):
+            raise SignatureError(
+                f"verified package holds a {type(obj).__name__}, not a {kind.__name__}"
+            )
+        return obj
+
+    def _decompress(self, body: bytes) -> bytes:
+        """The body's pickle, never more than ``max_unpacked`` bytes of it.
+
+        ``ZstdDecompressor.decompress`` bounds its output by ``max_output_size``
+        only when the frame does not declare its size; a declared size is
+        allocated as declared, so it is checked first. The window limit keeps
+        the decoder's own buffer within the cap too.
+        """
+        cap = self.max_unpacked
+        try:
+            declared = zstandard.frame_content_size(body)  # -1: not declared
+            if declared > cap:
+                raise SignatureError(
+                    f"verified package would decompress to {declared} bytes, over the cap of "
+                    f"{cap} bytes ({UNPACKED_FACTOR} x max_package_size)"
+                )
+            decompressor = zstandard.ZstdDecompressor(max_window_size=cap)
+            return decompressor.decompress(body, max_output_size=cap, allow_extra_data=False)
+        except zstandard.ZstdError as exc:
+            raise SignatureError(
+                f"verified package could not be decompressed within the cap of {cap} bytes "
+                f"({UNPACKED_FACTOR} x max_package_size): {exc}"
+            ) from exc
 
 
 def resolve_secret(config: Config) -> str:
@@ -147,8 +231,9 @@ def _make_signer(config: Config) -> Signer:
         config.name,
         compress=config.compress,
         max_size=config.max_package_size,
+        fallbacks=config.secret_key_fallbacks,
     )
 
 
 get_signer = PerConfig(_make_signer)
-"""The signer for a configuration's key, cluster name and package settings (one per config)."""
+"""The signer for a configuration's keys, cluster name and package settings (one per config)."""

@@ -53,6 +53,13 @@ class Stat:
     failed: int = 0
     rss_kb: int = 0
     """Resident memory of the cluster process and its workers."""
+    rejected: int = 0
+    """Packages dropped unrun since the cluster started. Refused before unpickling: bad
+    signature (a client with the wrong ``secret_key`` or cluster name, tampering),
+    truncated, oversized, over the decompression cap; or verified but not unpackable here."""
+    redeliveries: int = 0
+    """Tasks received with a delivery count over 1 since the cluster started: delivered
+    again after a cluster died or a lease (``retry``) ran out."""
     timestamp: float = field(default_factory=time.time)
 
     def uptime(self) -> float:
@@ -188,6 +195,10 @@ class Summary:
     rate: float
     rate_unit: str
     avg_time: float
+    rejected: int
+    """Packages the live clusters refused (see ``Stat.rejected``)."""
+    redeliveries: int
+    """Tasks the live clusters received more than once (see ``Stat.redeliveries``)."""
 
     def lines(self) -> list[str]:
         return [
@@ -198,6 +209,7 @@ class Summary:
             f"Failures  {self.failures}",
             f"Schedules  {self.schedules:<8} Tasks/{self.rate_unit:<6}{self.rate:<8.2f} "
             f"Avg time  {self.avg_time:.4f}",
+            f"Rejected   {self.rejected:<8} Redelivered {self.redeliveries}",
         ]
 
 
@@ -261,4 +273,6 @@ def summary(config: Config | None = None) -> Summary:
         rate=rate,
         rate_unit=unit,
         avg_time=sum(times) / len(times) if times else 0.0,
+        rejected=sum(s.rejected for s in stats),
+        redeliveries=sum(s.redeliveries for s in stats),
     )

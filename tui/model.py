@@ -45,6 +45,10 @@ class ClusterInfo:
     processed: int = 0
     failed: int = 0
     rss_kb: int = 0
+    rejected: int = 0
+    """Packages refused unopened: bad signature (a client's wrong ``secret_key``), oversized…"""
+    redeliveries: int = 0
+    """Tasks received again after a cluster died or a lease ran out."""
 
     @property
     def is_full(self) -> bool:

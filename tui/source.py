@@ -247,6 +247,8 @@ class Source:
                 processed=stat.processed,
                 failed=stat.failed,
                 rss_kb=stat.rss_kb,
+                rejected=stat.rejected,
+                redeliveries=stat.redeliveries,
             )
             for stat in Stat.get_all(self.config)
         ]

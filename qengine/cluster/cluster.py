@@ -82,6 +82,10 @@ class Cluster:
         self.reincarnations = 0
         self.processed = 0
         self.failed = 0
+        self.rejected = 0
+        """Packages the pusher dropped unrun (see ``Stat.rejected``)."""
+        self.redeliveries = 0
+        """Tasks received with a delivery count over 1 (see ``Stat.redeliveries``)."""
         self.tob = time.time()
         self.worker_rss: dict[int, int] = {}
         self.expected_pids: set[int] = set()
@@ -151,6 +155,8 @@ class Cluster:
         stat.queue_limit = self.holdings.limit
         stat.processed = self.processed
         stat.failed = self.failed
+        stat.rejected = self.rejected
+        stat.redeliveries = self.redeliveries
         stat.rss_kb = self._rss_kb(stat.workers)
         return stat
 
@@ -269,8 +275,7 @@ class Cluster:
         pool = WorkerPool(
             workers=config.workers,
             recycle=config.recycle,
-            secret=resolve_secret(config),
-            name=config.name,
+            signer=self.signer,
             affinity=config.cpu_affinity,
             worker_init=self.worker_init,
             timeout=config.timeout,

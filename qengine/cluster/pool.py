@@ -73,8 +73,7 @@ def _alive(pid: int) -> bool:
 def _init_worker(
     slots: Any,
     lock: Any,
-    secret: str,
-    name: str,
+    signer: Signer,
     affinity: int,
     worker_init: Callable[[], None] | None,
     timeout: float | None = None,
@@ -86,7 +85,7 @@ def _init_worker(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _slots = slots
     _slot = _claim_slot(slots, lock)
-    _signer = Signer(secret, name)
+    _signer = signer
     _timeout = timeout
     cpus = _cpus_for(max(_slot, 0), affinity)
     if cpus is not None and hasattr(os, "sched_setaffinity"):
@@ -167,8 +166,7 @@ class WorkerPool:
         *,
         workers: int,
         recycle: int,
-        secret: str,
-        name: str,
+        signer: Signer,
         affinity: int = 0,
         worker_init: Callable[[], None] | None = None,
         timeout: float | None = None,
@@ -187,7 +185,7 @@ class WorkerPool:
             max_workers=workers,
             mp_context=context,
             initializer=_init_worker,
-            initargs=(self.slots, self.lock, secret, name, affinity, worker_init, timeout),
+            initargs=(self.slots, self.lock, signer, affinity, worker_init, timeout),
             max_tasks_per_child=recycle or None,
         )
         self.processes: dict[int, BaseProcess] = {}

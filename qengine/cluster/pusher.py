@@ -1,4 +1,9 @@
-"""The pusher thread: broker → verify, unpack → worker pool; holds at most queue_limit tasks."""
+"""The pusher thread: broker → verify, unpack → worker pool; holds at most queue_limit tasks.
+
+A package that does not verify or unpack (``Signer.loads``, the sole
+unpickler, says why) is dropped from the broker, logged once with the
+reason and counted in ``Stat.rejected``; the batch around it goes on.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from .. import lifecycle
 from ..errors import BrokerError, SignatureError, StoreError
+from ..task import TaskMessage
 from .state import Held
 
 if TYPE_CHECKING:
@@ -70,11 +76,17 @@ class Pusher:
         ready: list[Held] = []
         for delivery in deliveries:
             try:
-                message = cluster.signer.loads(delivery.package)
+                message = cluster.signer.loads(delivery.package, TaskMessage)
             except SignatureError as exc:
-                log.error("%s discarded a package that failed to verify: %s", cluster.label, exc)
+                cluster.rejected += 1
+                log.error(
+                    "%s rejected package %s (dropped, never run): %s", cluster.label,
+                    delivery.ack_id, exc,
+                )  # fmt: skip
                 cluster.broker.fail(delivery.ack_id)
                 continue
+            if delivery.count > 1:
+                cluster.redeliveries += 1
             message.attempt_count = delivery.count
             held = Held(seq=holdings.next_seq(), delivery=delivery, message=message)
             if delivery.count > 1 and self._already_done(held):

@@ -20,7 +20,7 @@ def cluster_env(config: Config) -> dict[str, str]:
     for key, value in config.as_dict(masked=False).items():
         if value is None or (key == "queue_limit" and value == config.workers**2):
             continue
-        if isinstance(value, dict):
+        if isinstance(value, dict | list):
             import json
 
             env[f"QENGINE_{key.upper()}"] = json.dumps(value)

@@ -6,7 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import qengine
 from qengine.status import Stat
-from tui.widgets.clusters_table import FULL_STYLE, STATE_STYLES, TOTAL_KEY, ClustersTable
+from tui.widgets.clusters_table import (
+    FULL_STYLE,
+    REJECTED_STYLE,
+    STATE_STYLES,
+    TOTAL_KEY,
+    ClustersTable,
+)
+from tui.widgets.summary_panel import SummaryPanel
 
 from .conftest import FixedSource, monitor, publish_cluster, run
 
@@ -43,7 +50,7 @@ def test_states_are_coloured_the_full_task_queue_marked_and_totals_summed(fixed_
             assert [c.host for c in table.clusters] == ["orion", "phoenix"]
             orion = table.get_row("17004")
             assert [str(cell) for cell in orion] == [
-                "orion", "17004", "Working", "4", "16", "1", "0", "0:01:15",
+                "orion", "17004", "Working", "4", "16", "1", "0", "0:01:15", "0", "0",
             ]  # fmt: skip
             assert orion[2].style == STATE_STYLES["Working"]
             assert FULL_STYLE in {str(span.style) for span in orion[4].spans}
@@ -51,7 +58,31 @@ def test_states_are_coloured_the_full_task_queue_marked_and_totals_summed(fixed_
             assert str(phoenix[7]) == "1d 00:10:18"
             assert not phoenix[4].spans  # 0 of 64: not full
             totals = [str(cell) for cell in table.get_row(TOTAL_KEY)]
-            assert totals == ["2 clusters", "", "", "12", "16", "1", "2", ""]
+            assert totals == ["2 clusters", "", "", "12", "16", "1", "2", "", "0", "0"]
+
+    run(scenario)
+
+
+def test_rejected_packages_stand_out_and_redeliveries_show_beside_them():
+    config = qengine.get_config()
+    for cluster_id, rejected, redeliveries in (("51", 3, 2), ("52", 0, 1)):
+        Stat(
+            cluster_id=cluster_id, name=config.name, host="vega", status="Idle", workers=[1],
+            rejected=rejected, redeliveries=redeliveries,
+        ).save(config)  # fmt: skip
+
+    async def scenario() -> None:
+        async with monitor(FixedSource()) as pilot:
+            table = pilot.app.screen.query_one(ClustersTable)
+            assert table.COLUMNS[-2:] == ("Rej", "Redel")
+            rejecting, quiet = table.get_row("51"), table.get_row("52")
+            assert [str(cell) for cell in rejecting[-2:]] == ["3", "2"]
+            assert REJECTED_STYLE in {str(span.style) for span in rejecting[-2].spans}
+            assert [str(cell) for cell in quiet[-2:]] == ["0", "1"]
+            assert not quiet[-2].spans
+            assert [str(cell) for cell in table.get_row(TOTAL_KEY)[-2:]] == ["3", "3"]
+            text = str(pilot.app.screen.query_one(SummaryPanel).content)
+            assert text.splitlines()[-1].split() == ["Rejected", "3", "Redelivered", "3"]
 
     run(scenario)
 

@@ -1,4 +1,4 @@
-"""The spec's cluster table: Host, Id, State, Pool, TQ, RQ, RC, Up, and a totals row."""
+"""The spec's cluster table: Host, Id, State, Pool, TQ, RQ, RC, Up, then Rej and Redel; totals."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ STATE_STYLES = {
 FULL_STYLE = "bold black on green"
 """TQ at ``queue_limit``: green, as the spec's monitor turns it."""
 
+REJECTED_STYLE = "bold red"
+"""Rej above zero: a client signs with the wrong key or cluster name, or worse."""
+
 TOTAL_KEY = "__total__"
 
 
@@ -32,7 +35,8 @@ class ClustersTable(DataTable[Text]):
 
     DEFAULT_CSS = Path(__file__).with_suffix(".tcss").read_text(encoding="utf-8")
 
-    COLUMNS = ("Host", "Id", "State", "Pool", "TQ", "RQ", "RC", "Up")
+    COLUMNS = ("Host", "Id", "State", "Pool", "TQ", "RQ", "RC", "Up", "Rej", "Redel")
+    """The spec's columns, then packages rejected and tasks delivered again."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
@@ -69,6 +73,9 @@ class ClustersTable(DataTable[Text]):
         task_q = Text(str(info.task_q), justify="right")
         if info.is_full:
             task_q.stylize(FULL_STYLE)
+        rejected = Text(str(info.rejected), justify="right")
+        if info.rejected:
+            rejected.stylize(REJECTED_STYLE)
         return [
             cell(info.host, 24),
             cell(info.cluster_id),
@@ -78,6 +85,8 @@ class ClustersTable(DataTable[Text]):
             Text(str(info.result_q), justify="right"),
             Text(str(info.reincarnations), justify="right"),
             Text(uptime(info.uptime_s), justify="right"),
+            rejected,
+            Text(str(info.redeliveries), justify="right"),
         ]
 
     @staticmethod
@@ -97,4 +106,6 @@ class ClustersTable(DataTable[Text]):
             total(sum(c.result_q for c in clusters)),
             total(sum(c.reincarnations for c in clusters)),
             Text(),
+            total(sum(c.rejected for c in clusters)),
+            total(sum(c.redeliveries for c in clusters)),
         ]

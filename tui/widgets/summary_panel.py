@@ -1,4 +1,4 @@
-"""The qinfo figures: clusters, workers, restarts, successes, failures, schedules, rate."""
+"""The qinfo figures: clusters, workers, restarts, successes, failures, schedules, rate, rejects."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ class SummaryPanel(Static):
         self.border_title = f"Summary of {summary.name}"
 
         def cell(label: str, value: object) -> str:
-            return f"{label:<10}{value!s:>6}"
+            # 16 wide: the value right-aligned after the label, however long the label.
+            return f"{label} {value!s:>{15 - len(label)}}"
 
         rows = [
             (("Clusters", summary.clusters), ("Workers", summary.workers),
@@ -40,5 +41,6 @@ class SummaryPanel(Static):
              ("Schedules", summary.schedules)),
             ((f"Tasks/{_UNITS.get(summary.rate_unit, summary.rate_unit)}", f"{summary.rate:.2f}"),
              ("Avg time", seconds(summary.avg_time)), ("Queued", summary.queued)),
+            (("Rejected", summary.rejected), ("Redelivered", summary.redeliveries)),
         ]  # fmt: skip
         self.update("\n".join("  ".join(cell(*pair) for pair in row) for row in rows))
