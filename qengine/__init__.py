@@ -116,5 +116,6 @@ __all__ = [
     "resubmit",
     "result",
     "result_group",
+    "schedule",
     "signals",
 ]
