@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import NullPool
 
@@ -149,9 +149,29 @@ def django_engine(url: str) -> Engine:
         if engine is None:
             engine = _engines[alias] = _build(alias)
     if alias not in _checked:
-        _check_tables(alias)
+        try:
+            _check_tables(alias)
+        except DatabaseError as exc:
+            raise unreachable(alias, exc) from exc
         _checked.add(alias)
     return engine
+
+
+def unreachable(alias: str, exc: DatabaseError) -> StoreError:
+    """Our error for a Django database that failed to connect: alias, server, what to check.
+
+    Django raises its own errors here, which SQLAlchemy does not recognise as the
+    driver's; the engine's callers expect ours. Never names the password.
+    """
+    settings = connections[alias].settings_dict
+    host = settings.get("HOST") or "localhost"
+    server = f"{host}:{settings['PORT']}" if settings.get("PORT") else host
+    where = f"{connections[alias].vendor} at {server}, database {settings.get('NAME')!r}"
+    reason = " ".join(str(exc).split())
+    return StoreError(
+        f"Django database {alias!r} ({where}) cannot be reached: {reason}; check that the "
+        f"database server is running there and that DATABASES[{alias!r}] names it"
+    )
 
 
 def _build(alias: str) -> Engine:
@@ -161,7 +181,10 @@ def _build(alias: str) -> Engine:
     def borrow() -> _Borrowed:
         # ``connections[alias]`` is this thread's connection: each cluster thread gets its own.
         django_conn = connections[alias]
-        django_conn.ensure_connection()
+        try:
+            django_conn.ensure_connection()
+        except DatabaseError as exc:
+            raise unreachable(alias, exc) from exc
         return _Borrowed(django_conn.connection)
 
     driver = _driver(wrapper)

@@ -234,6 +234,8 @@ def async_task(func: str | Callable[..., Any], *args: Any, **kwargs: Any) -> str
         ValueError: an option has a bad value or ``q_options`` an unknown key.
         ConfigError: ``on_commit`` without a commit hook (plain Python).
         PackageTooLarge: the package is over ``max_package_size``.
+        BrokerUnavailable: the broker cannot be reached (with ``sync``: StoreError,
+            the result store).
     """
     options, kwargs = split_options(dict(kwargs))
     return submit(func, args, kwargs, options)
@@ -272,6 +274,10 @@ def fetch(task_id: str, wait: int = 0, cached: bool | None = None) -> Task | Non
 
     With a Redis broker the wait wakes on the cluster's notification; with
     SQL only, it polls the store with a short, growing interval.
+
+    Raises:
+        StoreError: the result store (or with ``cached`` the cache) cannot be read.
+        BrokerUnavailable: ``wait`` needs the broker's Redis, which cannot be reached.
     """
     store = get_store()
     decode = None
@@ -288,18 +294,31 @@ def fetch(task_id: str, wait: int = 0, cached: bool | None = None) -> Task | Non
 
 
 def result(task_id: str, wait: int = 0, cached: bool | None = None) -> Any:
-    """The result of a finished task (None until it finished), waiting up to ``wait`` ms."""
+    """The result of a finished task (None until it finished), waiting up to ``wait`` ms.
+
+    Raises:
+        StoreError: the result store (or with ``cached`` the cache) cannot be read.
+        BrokerUnavailable: ``wait`` needs the broker's Redis, which cannot be reached.
+    """
     task = fetch(task_id, wait=wait, cached=cached)
     return task.result if task is not None else None
 
 
 def queue_size(broker: Broker | None = None) -> int:
-    """Packages waiting in the broker, not counting those being processed."""
+    """Packages waiting in the broker, not counting those being processed.
+
+    Raises:
+        BrokerUnavailable: the broker cannot be reached.
+    """
     return (broker or get_broker()).queue_size()
 
 
 def delete_cached(task_id: str, broker: Broker | None = None) -> None:
-    """Remove a task's result from the cache."""
+    """Remove a task's result from the cache.
+
+    Raises:
+        StoreError: the cache cannot be written.
+    """
     get_store().delete_cached(task_id)
 
 
@@ -307,7 +326,11 @@ def delete_cached(task_id: str, broker: Broker | None = None) -> None:
 
 
 def count_group(group_id: str, failures: bool = False, cached: bool | None = None) -> int:
-    """Finished tasks in the group; with ``failures`` only the failed ones."""
+    """Finished tasks in the group; with ``failures`` only the failed ones.
+
+    Raises:
+        StoreError: the result store (or with ``cached`` the cache) cannot be read.
+    """
     store = get_store()
     if _cached_default(cached):
         tasks = store.cached_group(group_id)
@@ -345,7 +368,13 @@ def fetch_group(
     count: int | None = None,
     cached: bool | None = None,
 ) -> list[Task]:
-    """The group's finished tasks, oldest first; ``count`` blocks until there are that many."""
+    """The group's finished tasks, oldest first; ``count`` blocks until there are that many.
+
+    Raises:
+        StoreError: the result store (or with ``cached`` the cache) cannot be read.
+        BrokerUnavailable: ``wait`` or ``count`` needs the broker's Redis, which cannot
+            be reached.
+    """
     start = _wait_count(group_id, count, wait, cached)
     store = get_store()
     if _cached_default(cached):
@@ -362,7 +391,13 @@ def result_group(
     count: int | None = None,
     cached: bool | None = None,
 ) -> list[Any]:
-    """The group's results, oldest first; failures' error texts only with ``failures``."""
+    """The group's results, oldest first; failures' error texts only with ``failures``.
+
+    Raises:
+        StoreError: the result store (or with ``cached`` the cache) cannot be read.
+        BrokerUnavailable: ``wait`` or ``count`` needs the broker's Redis, which cannot
+            be reached.
+    """
     start = _wait_count(group_id, count, wait, cached)
     store = get_store()
     if _cached_default(cached):

@@ -5,16 +5,18 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
-from sqlalchemy import delete, insert, or_, select
+from sqlalchemy import Engine, delete, insert, or_, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from .config import Config, on_reset
-from .db import CacheRow, get_engine, writing
-from .errors import ConfigError
+from .db import CacheRow, get_engine, store_error, writing
+from .errors import ConfigError, StoreError
 
 __all__ = ["MemoryCache", "RedisCache", "ResultCache", "StoreCache", "get_cache"]
 
@@ -95,39 +97,82 @@ class MemoryCache(ResultCache):
 
 
 class RedisCache(ResultCache):
-    def __init__(self, client: redis.Redis) -> None:
+    """Cached results in Redis: the broker's (the default) or one the ``cache`` URL names.
+
+    Failures raise ``StoreError``, whichever Redis it is: cached results are
+    results, so a caller (and the monitor, which keeps a batch and retries)
+    treats a cache that is down like a store that is down.
+    """
+
+    def __init__(self, client: redis.Redis, setting: str | None = None) -> None:
+        """``setting``: the configuration key that names this Redis, for error messages."""
+        from .brokers.redis import describe_client
+
         self.client = client
+        self.where = describe_client(client)
+        self.setting = setting
+
+    def _errors(self, action: str) -> AbstractContextManager[None]:
+        from .brokers.redis import redis_errors
+
+        return redis_errors(
+            self.where, action, self.setting, unavailable=StoreError, failed=StoreError
+        )
 
     def set(self, key: str, value: bytes, timeout: int | None = None) -> None:
-        self.client.set(key, value, ex=timeout)
+        with self._errors("write cached results"):
+            self.client.set(key, value, ex=timeout)
 
     def get(self, key: str) -> bytes | None:
-        return self.client.get(key)  # type: ignore[return-value]
+        with self._errors("read cached results"):
+            return self.client.get(key)  # type: ignore[return-value]
 
     def get_many(self, keys: list[str]) -> list[bytes | None]:
-        return self.client.mget(keys) if keys else []  # type: ignore[return-value]
+        if not keys:
+            return []
+        with self._errors("read cached results"):
+            return self.client.mget(keys)  # type: ignore[return-value]
 
     def delete(self, *keys: str) -> None:
         if keys:
-            self.client.delete(*keys)
+            with self._errors("delete cached results"):
+                self.client.delete(*keys)
 
     def add_member(self, key: str, member: str, timeout: int | None = None) -> int:
-        pipe = self.client.pipeline()
-        pipe.sadd(key, member)
-        if timeout is not None:
-            pipe.expire(key, timeout)
-        pipe.scard(key)
-        return int(pipe.execute()[-1])
+        with self._errors("write cached results"):
+            pipe = self.client.pipeline()
+            pipe.sadd(key, member)
+            if timeout is not None:
+                pipe.expire(key, timeout)
+            pipe.scard(key)
+            return int(pipe.execute()[-1])
 
     def members(self, key: str) -> list[str]:
-        return sorted(m.decode() for m in self.client.smembers(key))  # type: ignore[union-attr]
+        with self._errors("read cached results"):
+            members = self.client.smembers(key)
+        return sorted(m.decode() for m in members)  # type: ignore[union-attr]
 
 
 class StoreCache(ResultCache):
-    """Rows of ``q_cache`` in the result store; a set is one row per member."""
+    """Rows of ``q_cache`` in the result store; a set is one row per member.
+
+    Failures raise ``StoreError`` naming the store, as the store's own reads do.
+    """
 
     def __init__(self, url: str) -> None:
-        self.engine = get_engine(url)
+        self.url = url
+
+    @property
+    def engine(self) -> Engine:
+        """Opened (and its tables created) on first use: building a cache reaches no server."""
+        return get_engine(self.url)
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            raise store_error(self.url, action, exc) from exc
 
     @staticmethod
     def _expires(timeout: int | None) -> datetime | None:
@@ -138,7 +183,7 @@ class StoreCache(ResultCache):
         return or_(CacheRow.expires.is_(None), CacheRow.expires > datetime.now(UTC))
 
     def _put(self, rows: dict[str, tuple[bytes, datetime | None]]) -> None:
-        with writing(self.engine) as conn:
+        with self._errors("write cached results"), writing(self.engine) as conn:
             conn.execute(delete(CacheRow).where(CacheRow.key.in_(list(rows))))
             conn.execute(
                 insert(CacheRow),
@@ -149,13 +194,13 @@ class StoreCache(ResultCache):
         self._put({key: (value, self._expires(timeout))})
 
     def get(self, key: str) -> bytes | None:
-        with self.engine.connect() as conn:
+        with self._errors("read cached results"), self.engine.connect() as conn:
             return conn.scalar(select(CacheRow.value).where(CacheRow.key == key, self._alive()))
 
     def get_many(self, keys: list[str]) -> list[bytes | None]:
         if not keys:
             return []
-        with self.engine.connect() as conn:
+        with self._errors("read cached results"), self.engine.connect() as conn:
             rows = conn.execute(
                 select(CacheRow.key, CacheRow.value).where(CacheRow.key.in_(keys), self._alive())
             )
@@ -165,7 +210,7 @@ class StoreCache(ResultCache):
     def delete(self, *keys: str) -> None:
         if not keys:
             return
-        with writing(self.engine) as conn:
+        with self._errors("delete cached results"), writing(self.engine) as conn:
             conn.execute(delete(CacheRow).where(CacheRow.key.in_(keys)))
             for key in keys:
                 conn.execute(delete(CacheRow).where(CacheRow.key.startswith(key + "\x1f")))
@@ -176,7 +221,7 @@ class StoreCache(ResultCache):
 
     def members(self, key: str) -> list[str]:
         prefix = key + "\x1f"
-        with self.engine.connect() as conn:
+        with self._errors("read cached results"), self.engine.connect() as conn:
             keys = conn.scalars(
                 select(CacheRow.key).where(CacheRow.key.startswith(prefix), self._alive())
             )
@@ -187,10 +232,12 @@ _caches: dict[tuple[str, str], ResultCache] = {}
 _lock = threading.Lock()
 
 
-def _redis_client(config: Config, url: str | None) -> redis.Redis:
-    from .brokers.redis import redis_client  # one place builds Redis clients
+def _redis_cache(config: Config, url: str | None) -> RedisCache:
+    """The broker's Redis (``url`` None) or the one at ``url``, named after its setting."""
+    from .brokers.redis import client_setting, redis_client  # one place builds Redis clients
 
-    return redis_client(config, url)
+    setting = "cache" if url else client_setting(config)
+    return RedisCache(redis_client(config, url), setting)
 
 
 CacheFactory = Callable[[str], "ResultCache | None"]
@@ -221,7 +268,7 @@ def get_cache(config: Config) -> ResultCache:
         elif choice == "store":
             cache = StoreCache(config.store)
         elif choice == "redis" or choice.startswith(("redis://", "rediss://", "unix://")):
-            cache = RedisCache(_redis_client(config, None if choice == "redis" else choice))
+            cache = _redis_cache(config, None if choice == "redis" else choice)
         else:
             cache = next(filter(None, (factory(choice) for factory in _factories)), None)
         if cache is None:

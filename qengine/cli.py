@@ -10,9 +10,14 @@ import sys
 from .config import get_config, set_config_file
 from .errors import QEngineError
 
-__all__ = ["qcluster_main", "qinfo_main"]
+__all__ = ["one_line", "qcluster_main", "qinfo_main"]
 
 LOG_FORMAT = "%(asctime)s [Q] %(levelname)s %(message)s"
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line for a command's stderr: a driver's reason may span several."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def command_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -41,10 +46,13 @@ def qcluster_main(argv: list[str] | None = None) -> int:
         if args.config_file:
             set_config_file(args.config_file)
         from .cluster.cluster import Cluster
+        from .health import check_servers
 
-        return Cluster(get_config(), run_once=args.run_once).run()
+        config = get_config()
+        check_servers(config)
+        return Cluster(config, run_once=args.run_once).run()
     except QEngineError as exc:
-        logging.getLogger("qengine").critical("cluster cannot start: %s", exc)
+        logging.getLogger("qengine").critical("cluster cannot start: %s", one_line(exc))
         return 2
 
 
@@ -82,7 +90,7 @@ def qinfo_main(argv: list[str] | None = None) -> int:
         print("\n".join(summary(config).lines()))
         return 0
     except QEngineError as exc:
-        print(f"qinfo: {exc}", file=sys.stderr)
+        print(f"qinfo: {one_line(exc)}", file=sys.stderr)
         return 2
 
 

@@ -32,12 +32,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
 from .config import mask_url, on_reset
-from .errors import ConfigError
+from .errors import ConfigError, StoreError
 
 __all__ = [
     "Base",
@@ -49,6 +51,7 @@ __all__ = [
     "TaskRow",
     "get_engine",
     "normalize_url",
+    "store_error",
     "writing",
 ]
 
@@ -301,6 +304,21 @@ def get_engine(url: str) -> Engine:
                 Base.metadata.create_all(conn, checkfirst=True)
             _created.add(url)
     return engine
+
+
+def store_error(url: str, action: str, exc: SQLAlchemyError) -> StoreError:
+    """Our error for a statement that failed on the store at ``url``, in one line.
+
+    It names the server (password masked) and, when the database could not be
+    reached, what to check. The driver's message stands for the failure:
+    SQLAlchemy's own adds the statement, its parameters (pickled results) and
+    a link, and runs over several lines.
+    """
+    reason = str(exc.orig) if isinstance(exc, DBAPIError) else str(exc.args[0] if exc.args else exc)
+    text = f"result store {mask_url(url)} failed to {action}: {' '.join(reason.split())}"
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
+        text += "; check that the database server is running there and that 'store' names it"
+    return StoreError(text)
 
 
 def writing(engine: Engine) -> Any:

@@ -1,10 +1,11 @@
-"""The health check: are this configuration's clusters up and well (the spec's example 1.15.7).
+"""The health check: are this configuration's clusters, and the servers they need, up and well.
 
 A probe needs a yes or no plus something a person can read when it says no,
 so ``health`` returns both: ``ok`` and a JSON-ready body listing every live
 cluster and its state. ``qinfo --health`` prints that body for exec probes
 (exit 0/1), and ``http_response`` turns it into a status code and a JSON text
-for any web framework, so none of them is needed here.
+for any web framework, so none of them is needed here. ``check_servers``
+asks the servers themselves, for ``qcluster`` to refuse to start without them.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ import json
 from typing import Any
 
 from redis.exceptions import RedisError
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from .config import Config, get_config
-from .errors import QEngineError
+from .db import get_engine, store_error
+from .errors import BrokerUnavailable, QEngineError
 from .status import Stat
 
-__all__ = ["HAPPY_STATES", "health", "http_response"]
+__all__ = ["HAPPY_STATES", "check_servers", "health", "http_response"]
 
 HAPPY_STATES = ("Idle", "Working")
 """States of a cluster that takes work; Starting, Stopping and Stopped do not count as healthy."""
@@ -92,3 +95,37 @@ def http_response(config: Config | None = None, *, host: str | None = None) -> t
     """
     ok, body = health(config, host=host)
     return (200 if ok else 500), json.dumps(body)
+
+
+def check_servers(config: Config | None = None) -> None:
+    """Raise our error naming the first server of ``config`` that cannot be reached.
+
+    The broker first, then the result store. A running cluster rides out an
+    outage, retrying; one that starts without them would only log warnings,
+    so ``qcluster`` asks here first and refuses to start with one clear line.
+
+    Raises:
+        BrokerUnavailable: the broker does not answer.
+        BrokerError: it answered with an error.
+        StoreError: the result store cannot be reached or refuses.
+    """
+    from .brokers import make_broker
+
+    config = config or get_config()
+    broker = make_broker(config)
+    try:
+        if not broker.ping():
+            # ping says no but not why: a broker that reaches its server to describe it
+            # raises its own error from info(), which names the server and the reason.
+            described = broker.info()
+            raise BrokerUnavailable(
+                f"the broker ({described}) does not answer; check that its server is "
+                "running and that 'broker' names it"
+            )
+    finally:
+        broker.close()
+    try:
+        with get_engine(config.store).connect() as conn:
+            conn.execute(select(1))
+    except SQLAlchemyError as exc:
+        raise store_error(config.store, "answer", exc) from exc

@@ -25,12 +25,13 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import redis
 
 from .config import Config, PerConfig
-from .errors import SignatureError
+from .errors import BrokerError, SignatureError
 
 __all__ = ["Notifier", "get_notifier", "notify_groups_safely", "notify_safely"]
 
@@ -100,15 +101,23 @@ class _Deadline:
 
 class Notifier:
     def __init__(self, config: Config) -> None:
-        from .brokers.redis import redis_client
+        from .brokers.redis import client_setting, describe_client, redis_client
         from .signing import Signer, resolve_secret
 
         self.client = redis_client(config)
+        self.where = describe_client(self.client)
+        self.setting = client_setting(config)
         self.prefix = f"qengine:{config.name}"
         # Its own salt: a signed row can never pass for a task package, nor the reverse.
         self.signer = Signer(resolve_secret(config), f"{config.name}:result")
         self.script = self.client.register_script(_NOTIFY)
         self.group_script = self.client.register_script(_NOTIFY_GROUPS)
+
+    def _errors(self, action: str) -> AbstractContextManager[None]:
+        """Redis errors as ``BrokerUnavailable``/``BrokerError``: this is the broker's Redis."""
+        from .brokers.redis import redis_errors
+
+        return redis_errors(self.where, action, self.setting)
 
     def _waiting(self, task_id: str) -> str:
         return f"{self.prefix}:waiting:{task_id}"
@@ -133,20 +142,21 @@ class Notifier:
         told must be what any reader then finds.
         """
         rows = rows or {}
-        if len(task_ids) > 1:
-            # Under load most finished tasks have nobody waiting: ask first, and sign and
-            # send rows only for those who wait. A single task (the latency case) goes
-            # straight to the script, which checks for a waiter itself.
-            flags = self.client.mget([self._waiting(i) for i in task_ids])
-            task_ids = [i for i, flag in zip(task_ids, flags, strict=True) if flag]
-        if not task_ids:
-            return set()
-        keys: list[str] = []
-        args: list[Any] = [LINGER_S]
-        for task_id in task_ids:
-            keys += (self._waiting(task_id), self._done(task_id))
-            args.append(self.payload(rows.get(task_id)))
-        woken = self.script(keys=keys, args=args)
+        with self._errors(f"wake the waiters of {len(task_ids)} task(s)"):
+            if len(task_ids) > 1:
+                # Under load most finished tasks have nobody waiting: ask first, and sign and
+                # send rows only for those who wait. A single task (the latency case) goes
+                # straight to the script, which checks for a waiter itself.
+                flags = self.client.mget([self._waiting(i) for i in task_ids])
+                task_ids = [i for i, flag in zip(task_ids, flags, strict=True) if flag]
+            if not task_ids:
+                return set()
+            keys: list[str] = []
+            args: list[Any] = [LINGER_S]
+            for task_id in task_ids:
+                keys += (self._waiting(task_id), self._done(task_id))
+                args.append(self.payload(rows.get(task_id)))
+            woken = self.script(keys=keys, args=args)
         return {task_ids[int(n) - 1] for n in woken}
 
     def wait(
@@ -160,9 +170,15 @@ class Notifier:
 
         With ``decode``, a pushed row that verifies is turned into the answer
         directly instead of probing again.
+
+        Raises:
+            BrokerUnavailable: the broker's Redis cannot be reached.
+            BrokerError: it refused a command.
         """
         deadline = _Deadline(wait)
-        self.client.set(self._waiting(task_id), 1, ex=deadline.interest_s)
+        action = f"wait for task {task_id!r}"
+        with self._errors(action):
+            self.client.set(self._waiting(task_id), 1, ex=deadline.interest_s)
         handed_over = False
         try:
             while True:
@@ -172,7 +188,8 @@ class Notifier:
                 block_s = deadline.block_s()
                 if block_s is None:
                     return value
-                popped = self.client.blpop([self._done(task_id)], timeout=block_s)
+                with self._errors(action):
+                    popped = self.client.blpop([self._done(task_id)], timeout=block_s)
                 if popped is None:
                     continue
                 row = self._verified(popped[1])
@@ -181,7 +198,18 @@ class Notifier:
                     return decode(row)
         finally:
             if not handed_over:  # the monitor cleared what it handed over; the rest is ours
-                self.client.delete(self._waiting(task_id), self._done(task_id))
+                self._forget(self._waiting(task_id), self._done(task_id))
+
+    def _forget(self, *keys: str) -> None:
+        """Delete a waiter's keys, if Redis lets us: they expire on their own anyway.
+
+        A failure here must not hide the waiter's answer, nor the error that
+        ended the wait (Redis went down mid-wait and the cleanup fails too).
+        """
+        try:
+            self.client.delete(*keys)
+        except redis.RedisError as exc:
+            log.debug("could not delete waiter keys %s: %s", keys, exc)
 
     def _group_waiters(self, group_id: str) -> str:
         return f"{self.prefix}:group-waiters:{group_id}"
@@ -190,7 +218,8 @@ class Notifier:
         """Wake whoever waits on these groups: they count or read the group again."""
         keys = [self._group_waiters(g) for g in group_ids]
         if keys:
-            self.group_script(keys=keys, args=[LINGER_S])
+            with self._errors(f"wake the waiters of {len(keys)} group(s)"):
+                self.group_script(keys=keys, args=[LINGER_S])
 
     def wait_group(self, group_id: str, probe: Callable[[], Any], wait: int) -> Any:
         """``probe()`` until truthy, blocking between tries until a result of the group is saved.
@@ -198,13 +227,18 @@ class Notifier:
         A group fills one result at a time, so the waiter enrols again before
         each look: a result saved after the look wakes it, one saved before
         is what the look sees.
+
+        Raises:
+            BrokerUnavailable: the broker's Redis cannot be reached.
+            BrokerError: it refused a command.
         """
         deadline = _Deadline(wait)
         waiters = self._group_waiters(group_id)
         wake = f"{waiters}:{uuid.uuid4().hex}"
+        action = f"wait for group {group_id!r}"
         try:
             while True:
-                with self.client.pipeline(transaction=False) as pipe:
+                with self._errors(action), self.client.pipeline(transaction=False) as pipe:
                     pipe.sadd(waiters, wake).expire(waiters, deadline.interest_s).execute()
                 value = probe()
                 if value:
@@ -212,10 +246,15 @@ class Notifier:
                 block_s = deadline.block_s()
                 if block_s is None:
                     return value
-                self.client.blpop([wake], timeout=block_s)
+                with self._errors(action):
+                    self.client.blpop([wake], timeout=block_s)
         finally:
-            with self.client.pipeline(transaction=False) as pipe:
-                pipe.srem(waiters, wake).delete(wake).execute()
+            # Like _forget: the set and the list expire on their own if this fails.
+            try:
+                with self.client.pipeline(transaction=False) as pipe:
+                    pipe.srem(waiters, wake).delete(wake).execute()
+            except redis.RedisError as exc:
+                log.debug("could not leave the waiters of group %r: %s", group_id, exc)
 
     def _verified(self, payload: bytes) -> dict[str, Any] | None:
         if not payload:
@@ -250,7 +289,7 @@ def notify_safely(
         notifier = get_notifier(config)
         if notifier is not None:
             return notifier.notify(task_ids, rows)
-    except redis.RedisError:
+    except BrokerError:
         pass  # an outage: the broker's own retries report it
     except Exception:
         log.exception("could not notify waiters of %d task(s)", len(task_ids))
@@ -263,7 +302,7 @@ def notify_groups_safely(config: Config, group_ids: Iterable[str]) -> None:
         notifier = get_notifier(config)
         if notifier is not None:
             notifier.notify_groups(group_ids)
-    except redis.RedisError:
+    except BrokerError:
         pass
     except Exception:
         log.exception("could not notify group waiters")

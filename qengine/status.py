@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,8 +20,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from .config import Config, PerConfig, get_config
-from .db import StatRow, get_engine, writing
-from .errors import StoreError
+from .db import StatRow, get_engine, store_error, writing
 
 __all__ = ["STATES", "Stat", "Summary", "summary", "task_rate"]
 
@@ -106,24 +106,35 @@ class Stat:
 
 
 class _RedisStats:
+    """Snapshots on the broker's Redis; its failures raise ``BrokerUnavailable``/``BrokerError``."""
+
     def __init__(self, config: Config) -> None:
-        from .brokers.redis import redis_client
+        from .brokers.redis import client_setting, describe_client, redis_client
 
         self.client = redis_client(config)
+        self.where, self.setting = describe_client(self.client), client_setting(config)
+
+    def errors(self, action: str) -> AbstractContextManager[None]:
+        from .brokers.redis import redis_errors
+
+        return redis_errors(self.where, action, self.setting)
 
     @staticmethod
     def key(name: str, cluster_id: str) -> str:
         return f"qengine:{name}:stat:{cluster_id}"
 
     def put(self, stat: Stat) -> None:
-        self.client.set(self.key(stat.name, stat.cluster_id), stat.to_json(), ex=TTL_S)
+        with self.errors("publish cluster status"):
+            self.client.set(self.key(stat.name, stat.cluster_id), stat.to_json(), ex=TTL_S)
 
     def remove(self, name: str, cluster_id: str) -> None:
-        self.client.delete(self.key(name, cluster_id))
+        with self.errors("clear cluster status"):
+            self.client.delete(self.key(name, cluster_id))
 
     def all(self, name: str) -> list[Stat]:
-        keys = list(self.client.scan_iter(match=self.key(name, "*"), count=100))
-        values = self.client.mget(keys) if keys else []
+        with self.errors("read cluster status"):
+            keys = list(self.client.scan_iter(match=self.key(name, "*"), count=100))
+            values = self.client.mget(keys) if keys else []
         return [Stat.from_json(v) for v in values if v]
 
 
@@ -146,11 +157,15 @@ class _StoreStats:
                     {"cluster_id": key, "data": stat.to_json(), "expires": expires},
                 )
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot publish cluster status: {exc}") from exc
+            raise store_error(self.url, "publish cluster status", exc) from exc
 
     def remove(self, name: str, cluster_id: str) -> None:
-        with writing(get_engine(self.url)) as conn:
-            conn.execute(delete(StatRow).where(StatRow.cluster_id == self.key(name, cluster_id)))
+        key = self.key(name, cluster_id)
+        try:
+            with writing(get_engine(self.url)) as conn:
+                conn.execute(delete(StatRow).where(StatRow.cluster_id == key))
+        except SQLAlchemyError as exc:
+            raise store_error(self.url, "clear cluster status", exc) from exc
 
     def all(self, name: str) -> list[Stat]:
         now = datetime.now(UTC)
@@ -161,7 +176,7 @@ class _StoreStats:
                     select(StatRow.data).where(StatRow.cluster_id.startswith(f"{name}:"))
                 ).all()
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot read cluster status: {exc}") from exc
+            raise store_error(self.url, "read cluster status", exc) from exc
         return [Stat.from_json(row) for row in rows]
 
 
@@ -257,7 +272,7 @@ def summary(config: Config | None = None) -> Summary:
                 .limit(RATE_SAMPLE)
             ).all()
     except SQLAlchemyError as exc:
-        raise StoreError(f"cannot read the result store: {exc}") from exc
+        raise store_error(config.store, "read the summary", exc) from exc
     per_day = store.count(since=since)
     rate, unit = task_rate(per_day)
     times = [(stopped - started).total_seconds() for started, stopped in recent]

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .cache import ResultCache, get_cache
 from .config import Config, get_config, mask_url, on_reset
-from .db import MetaRow, TaskRow, get_engine, writing
+from .db import MetaRow, TaskRow, get_engine, store_error, writing
 from .errors import StoreError
 from .signing import fast_dumps
 from .task import Outcome, Task, func_name
@@ -164,8 +164,8 @@ class ResultStore:
     def cache(self) -> ResultCache:
         return get_cache(self.config)
 
-    def _error(self, exc: Exception) -> StoreError:
-        return StoreError(f"result store {mask_url(self.url)} failed: {exc}")
+    def _error(self, exc: SQLAlchemyError, action: str) -> StoreError:
+        return store_error(self.url, action, exc)
 
     # -- writing -------------------------------------------------------------
 
@@ -210,7 +210,7 @@ class ResultStore:
                 for row in rows:  # the second look sees the racing row and updates it
                     self._write([row])
         except SQLAlchemyError as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc, "save results") from exc
         if self.config.save_limit > 0 and any(r["success"] for r in rows):
             self.prune(self.config.save_limit)
 
@@ -257,7 +257,7 @@ class ResultStore:
                     conn.execute(delete(TaskRow).where(TaskRow.id.in_(chunk)))
                 return len(old)
         except SQLAlchemyError as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc, "prune old results") from exc
 
     # -- reading -------------------------------------------------------------
 
@@ -266,7 +266,7 @@ class ResultStore:
             with self.engine.connect() as conn:
                 return [task_from_values(row._mapping) for row in conn.execute(stmt, params)]
         except SQLAlchemyError as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc, "read tasks") from exc
 
     def get(self, task_id: str) -> Task | None:
         """The task with this id, or else the newest with this name."""
@@ -299,7 +299,7 @@ class ResultStore:
             with self.engine.connect() as conn:
                 return [loads(blob) for blob in conn.scalars(stmt)]
         except SQLAlchemyError as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc, "read group results") from exc
 
     def group_count(self, group_id: str, failures: bool = False) -> int:
         """Finished tasks in the group; with ``failures`` only the failed ones (the spec's rule)."""
@@ -310,7 +310,7 @@ class ResultStore:
             with self.engine.connect() as conn:
                 return int(conn.scalar(select(func.count()).where(*where)) or 0)
         except SQLAlchemyError as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc, "count a group") from exc
 
     def delete_group(self, group_id: str, tasks: bool = False) -> int:
         """Remove the group label, or with ``tasks`` the group's tasks; return how many."""
@@ -319,14 +319,14 @@ class ResultStore:
             with writing(self.engine) as conn:
                 return int(conn.execute(stmt.where(TaskRow.group == group_id)).rowcount)
         except SQLAlchemyError as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc, "delete a group") from exc
 
     def delete_task(self, task_id: str) -> bool:
         try:
             with writing(self.engine) as conn:
                 return bool(conn.execute(delete(TaskRow).where(TaskRow.id == task_id)).rowcount)
         except SQLAlchemyError as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc, "delete a task") from exc
 
     def list_tasks(
         self,
@@ -358,7 +358,7 @@ class ResultStore:
             with self.engine.connect() as conn:
                 return int(conn.scalar(stmt) or 0)
         except SQLAlchemyError as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc, "count tasks") from exc
 
     # -- cached results --------------------------------------------------------
 

@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any
 
 import redis
@@ -20,10 +20,18 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from ..config import Config, mask_url
-from ..errors import BrokerError, BrokerUnavailable, ConfigError
+from ..errors import BrokerError, BrokerUnavailable, ConfigError, QEngineError
 from .base import UNIQUE_TTL_S, Broker, Delivery
 
-__all__ = ["ClientProvider", "RedisBroker", "redis_client", "register_client_provider"]
+__all__ = [
+    "ClientProvider",
+    "RedisBroker",
+    "client_setting",
+    "describe_client",
+    "redis_client",
+    "redis_errors",
+    "register_client_provider",
+]
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +114,18 @@ def _client_url(config: Config, url: str | None = None) -> str | None:
     return url
 
 
+def client_setting(config: Config) -> str:
+    """The configuration key that names the server ``redis_client(config)`` connects to.
+
+    Errors tell the user which key to check; the order is ``redis_client``'s.
+    """
+    if uses_provided_client(config):
+        return "django_redis"
+    if config.broker_kind == "redis" and config.broker:
+        return "broker"
+    return "redis"
+
+
 ClientProvider = Callable[[str], redis.Redis | None]
 """Returns the client of a named connection it knows (e.g. a django-redis cache), else None."""
 
@@ -174,6 +194,50 @@ def _describe(pool: redis.ConnectionPool) -> str:
     return f"{scheme}://{auth}{host}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
 
 
+def describe_client(client: redis.Redis) -> str:
+    """Where ``client`` connects, as a URL for messages, its password masked."""
+    return _describe(client.connection_pool)
+
+
+@contextmanager
+def redis_errors(
+    where: str,
+    action: str,
+    setting: str | None,
+    *,
+    unavailable: type[QEngineError] = BrokerUnavailable,
+    failed: type[QEngineError] = BrokerError,
+) -> Iterator[None]:
+    """Raise redis-py's errors in the block as ours, naming the server and what to check.
+
+    The one wording of Redis failures: the broker's, notifications', cluster
+    status' and the cache's.
+
+    Args:
+        where: the server as a URL, password masked (``describe_client``).
+        action: what was being done, to complete "cannot be reached to ...".
+        setting: the configuration key that names the server (``client_setting``),
+            or None for a connection the caller passed in.
+        unavailable: raised when the server cannot be reached (refused, timed out,
+            authentication failed).
+        failed: raised for any other Redis error.
+    """
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        names = f" and that {setting!r} names it" if setting else ""
+        raise unavailable(
+            f"Redis at {where} cannot be reached to {action}: {_one_line(exc)} "
+            f"(check that Redis is running there{names})"
+        ) from exc
+    except RedisError as exc:
+        raise failed(f"Redis at {where} failed to {action}: {_one_line(exc)}") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -223,6 +287,7 @@ class RedisBroker(Broker):
         self.connection = client
         url = _client_url(config) if own_url else None
         self.url = mask_url(url) if url else _describe(pool)
+        self._setting = client_setting(config) if connection is None else None
         self.stream = f"qengine:{self.list_key}:stream"
         self.group = f"qengine:{self.list_key}"
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -245,19 +310,9 @@ class RedisBroker(Broker):
 
     # -- plumbing -------------------------------------------------------------------
 
-    @contextmanager
-    def _errors(self, action: str) -> Iterator[None]:
+    def _errors(self, action: str) -> AbstractContextManager[None]:
         """Translate redis-py errors into ours, naming the queue and the masked URL."""
-        try:
-            yield
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise BrokerUnavailable(
-                f"Redis at {self.url} cannot be reached to {action} queue {self.list_key!r}: {exc}"
-            ) from exc
-        except RedisError as exc:
-            raise BrokerError(
-                f"Redis at {self.url} failed to {action} queue {self.list_key!r}: {exc}"
-            ) from exc
+        return redis_errors(self.url, f"{action} queue {self.list_key!r}", self._setting)
 
     def _ensure_group(self) -> None:
         if self._has_group:

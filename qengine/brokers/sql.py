@@ -60,8 +60,9 @@ def _is_conflict(exc: DBAPIError) -> bool:
 
 
 def _reason(exc: SQLAlchemyError) -> str:
-    """The driver's own message: SQLAlchemy's adds the statement and its parameters (packages)."""
-    return str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)
+    """The driver's own message, on one line: SQLAlchemy's adds the statement and its
+    parameters (packages)."""
+    return " ".join((str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)).split())
 
 
 def _inserted_id(result: CursorResult[Any]) -> str:
@@ -137,7 +138,8 @@ class SQLBroker(Broker):
         except (OperationalError, InterfaceError, PoolTimeoutError) as exc:
             raise BrokerUnavailable(
                 f"database at {self.url} cannot be reached to {action} queue "
-                f"{self.list_key!r}: {_reason(exc)}"
+                f"{self.list_key!r}: {_reason(exc)} (check that the database server is running "
+                "there)"
             ) from exc
         except SQLAlchemyError as exc:
             raise BrokerError(

@@ -9,9 +9,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from qdjango.conf import in_memory
 from qdjango.db import alias_of
-from qengine.cli import LOG_FORMAT
+from qengine.cli import LOG_FORMAT, one_line
 from qengine.config import get_config
 from qengine.errors import QEngineError
+from qengine.health import check_servers
 
 
 class Command(BaseCommand):
@@ -40,8 +41,9 @@ class Command(BaseCommand):
                     "where no cluster runs, as in tests."
                 )
         try:
+            check_servers(config)
             status = Cluster(config, run_once=options["run_once"]).run()
         except QEngineError as exc:
-            raise CommandError(f"cluster cannot start: {exc}") from exc
+            raise CommandError(f"cluster cannot start: {one_line(exc)}") from exc
         if status:
             raise CommandError(f"cluster stopped with status {status}", returncode=status)

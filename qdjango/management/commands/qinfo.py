@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from qengine.cli import one_line
 from qengine.config import Config, get_config, mask_url
 from qengine.errors import QEngineError
 
@@ -79,7 +80,8 @@ class Command(BaseCommand):
                 return
             self.stdout.write("\n".join(summary(config).lines()))
         except QEngineError as exc:
-            raise CommandError(str(exc)) from exc
+            # One line naming the server and what to check: a driver's reason may span several.
+            raise CommandError(one_line(exc)) from exc
 
     def _health(self, config: Config) -> None:
         from qengine.health import health
