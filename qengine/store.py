@@ -10,7 +10,20 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, case, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Engine,
+    TextClause,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .cache import ResultCache, get_cache
@@ -148,6 +161,32 @@ def _upsert_statement(dialect: str) -> Any:
     return stmt
 
 
+@cache
+def _pg_batch_upsert() -> TextClause:
+    """The whole batch in one statement on PostgreSQL: one array per column, ``unnest``-ed.
+
+    ``executemany`` sends one INSERT per row, and a connection that binds on
+    the client and never prepares (Django's default psycopg set-up, on which
+    qdjango runs the store) makes PostgreSQL parse and plan each of them.
+    This text does not change with the batch's size, so it is parsed once
+    per batch, and prepared once where the driver prepares. Same rule as
+    ``_upsert_statement``: a stored success is never overwritten.
+    """
+    dialect = postgresql.dialect()
+    quote = dialect.identifier_preparer.quote
+    table = TaskRow.__table__
+    names = [c.name for c in table.c]
+    arrays = ", ".join(
+        f"CAST(:{c.name} AS {c.type.compile(dialect=dialect)}[])" for c in table.c
+    )
+    updates = ", ".join(f"{quote(n)} = excluded.{quote(n)}" for n in names if n != "id")
+    return text(
+        f"INSERT INTO {table.name} ({', '.join(quote(n) for n in names)}) "
+        f"SELECT * FROM unnest({arrays}) "
+        f"ON CONFLICT (id) DO UPDATE SET {updates} WHERE {table.name}.success IS false"
+    )
+
+
 class ResultStore:
     """Tasks in ``q_task`` of a SQL database, plus the cache for ``cached=`` results."""
 
@@ -217,6 +256,12 @@ class ResultStore:
     def _write(self, rows: list[dict[str, Any]]) -> None:
         by_id = {row["id"]: row for row in rows}
         engine = self.engine
+        if engine.dialect.name == "postgresql" and len(by_id) > 1:
+            columns = [c.name for c in TaskRow.__table__.c]
+            arrays = {name: [row[name] for row in by_id.values()] for name in columns}
+            with writing(engine) as conn:
+                conn.execute(_pg_batch_upsert(), arrays)
+            return
         upsert = _upsert_statement(engine.dialect.name)
         if upsert is not None:
             with writing(engine) as conn:

@@ -227,11 +227,12 @@ class Monitor:
         with lifecycle.thread_connections():
             while not self.done.is_set():
                 try:
-                    if self.tick():
-                        lifecycle.between_batches()
+                    if self.tick() and cluster.results.empty():
+                        lifecycle.between_batches()  # a run of work ended (see lifecycle)
                 except Exception:
                     # The monitor must outlive any one bad batch: log it and keep going.
                     log.exception("%s monitor error; continuing", cluster.label)
+                    lifecycle.between_batches()
         log.info("%s stopped monitoring results", cluster.label)
 
     def tick(self, wait_s: float = 0.2) -> int:

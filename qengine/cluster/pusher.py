@@ -42,18 +42,23 @@ class Pusher:
 
     def _loop(self) -> None:
         cluster = self.cluster
+        busy = False
         while not cluster.stop_event.is_set():
             try:
-                self.tick()
-                lifecycle.between_batches()
+                taken = self.tick()
+                if busy and not taken:
+                    lifecycle.between_batches()  # a run of work ended (see lifecycle)
+                busy = bool(taken)
                 self.backoff_s = 0.5
             except BrokerError as exc:
                 # An outage must not end the cluster: wait, then try again.
                 log.warning("%s cannot reach the broker (%s); retrying", cluster.label, exc)
+                lifecycle.between_batches()
                 cluster.stop_event.wait(self.backoff_s)
                 self.backoff_s = min(self.backoff_s * 2, 5.0)
             except Exception:
                 log.exception("%s pusher error; continuing", cluster.label)
+                lifecycle.between_batches()
                 cluster.stop_event.wait(1.0)
 
     def tick(self) -> int:

@@ -48,10 +48,10 @@ class Scheduler:
             while not cluster.stop_event.is_set():
                 try:
                     wait_s = self.tick(datetime.now(UTC))
-                    lifecycle.between_batches()
                 except Exception as exc:
                     # A store outage or a broken schedule must not end the thread.
                     log.warning("%s scheduler error (%s); retrying", cluster.label, exc)
+                    lifecycle.between_batches()
                     wait_s = 2.0
                 cluster.stop_event.wait(wait_s)
         log.info("%s stopped scheduling", cluster.label)

@@ -93,6 +93,21 @@ def test_one_batch_with_new_and_known_ids(store):
     assert store.get(known.message.id).result == "new"
 
 
+def test_a_batch_keeps_a_stored_success_and_updates_a_stored_failure(store):
+    kept, retried = outcome("kept"), outcome("error", success=False)
+    store.save_outcomes([kept, retried])
+    store.save_outcomes([
+        outcome("late failure", success=False, task_id=kept.message.id, attempt=2),
+        outcome("fixed", task_id=retried.message.id, attempt=2),
+        outcome("fresh"),
+    ])  # fmt: skip
+    assert (store.get(kept.message.id).result, store.get(kept.message.id).success) == (
+        "kept", True,
+    )  # fmt: skip
+    assert store.get(retried.message.id).result == "fixed"
+    assert store.count() == 3
+
+
 def test_save_limit_prunes_the_oldest_successes(store):
     limited = ResultStore(store.config.replace(save_limit=5))
     base = datetime(2026, 1, 1, tzinfo=UTC)
