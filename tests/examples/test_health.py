@@ -43,7 +43,14 @@ def test_clusters_that_take_work_are_healthy(status):
     assert (body["happy"], body["total"]) == (2, 2)
     assert [c["status"] for c in body["clusters"]] == ["Idle", status]
     assert body["clusters"][0]["workers"] == 2
-    assert http_response(config) == (200, json.dumps(body))
+    code, text = http_response(config)
+    assert code == 200
+    assert _without_uptime(json.loads(text)) == _without_uptime(body)
+
+
+def _without_uptime(body: dict) -> dict:
+    """The health body less the uptimes, which move on between two reads of a busy machine."""
+    return {**body, "clusters": [{**c, "uptime_s": None} for c in body["clusters"]]}
 
 
 @pytest.mark.parametrize("status", ["Starting", "Stopping", "Stopped"])
