@@ -194,3 +194,10 @@ def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         skip_or_fail(str(exc))
     yield server
     server.stop()
+
+
+def closed_port() -> int:
+    """A loopback port that refuses connections: bound by us, then closed."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

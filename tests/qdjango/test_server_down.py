@@ -8,7 +8,6 @@ written for the test: the test database, or Redis, moved to that port.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from django.test import override_settings
 
 from qengine import api
 from qengine.errors import StoreError
+from tests.servers import closed_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "never-shown-pw"
@@ -41,13 +41,6 @@ else:
     Q_CLUSTER = {{k: v for k, v in Q_CLUSTER.items() if k != "orm"}}
     Q_CLUSTER["broker"] = f"redis://:{PASSWORD}@127.0.0.1:{{_port}}/0"
 '''
-
-
-def closed_port() -> int:
-    """A loopback port that refuses connections: bound by us, then closed."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -26,17 +25,11 @@ from qengine import api, errors
 from qengine.chains import AsyncTask, Chain, Iter, async_iter
 from qengine.health import check_servers
 from qengine.status import Stat, summary
+from tests.servers import closed_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PASSWORD = "never-shown-pw"
-
-
-def closed_port() -> int:
-    """A loopback port that refuses connections: bound by us, then closed."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
