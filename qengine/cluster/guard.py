@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING
 
 from ..errors import BrokerError
@@ -67,9 +68,17 @@ class Guard:
         pool = cluster.pool
         broken = bool(getattr(pool.executor, "_broken", False))
         with self.lock:
-            reported = bool(self.pending_broken)
-            self.pending_broken.clear()
-        if not (broken or reported):
+            reported, self.pending_broken = self.pending_broken, set()
+        # Only a report of a hand-off to the current pool that came back without outcomes
+        # says this pool is broken. The monitor may report a hand-off to a pool this guard
+        # replaced already (it was busy, e.g. retrying the store, when the pool broke): that
+        # task runs in the current pool now, and replacing the pool would run it once more
+        # and blame it for a death that did not happen.
+        reported_here = any(
+            held is not None and held.pool is pool and _lost(held)
+            for held in map(cluster.holdings.get, reported)
+        )
+        if not (broken or reported_here):
             return
         pool.broken = True
         # The executor's own thread terminates the other workers; wait for that so the
@@ -87,7 +96,9 @@ class Guard:
         pool.shutdown(wait=False)
         again: list[Held] = []
         for held in cluster.holdings.items():
-            if held.pool is not pool:
+            if held.pool is not pool or _handed_back(held):
+                # A hand-off that returned before the pool broke: its outcomes are on their
+                # way to the monitor, and running it again would only run it twice.
                 continue
             if held.timed_out:
                 timeout = held.message.timeout or cluster.config.timeout
@@ -193,3 +204,20 @@ class Guard:
                 continue
             log.critical("%s: the %s thread died; restarting it", cluster.label, name)
             cluster.restart_thread(name)
+
+
+def _handed_back(held: Held) -> bool:
+    """Whether the task's last hand-off returned (outcomes, or the error of the whole batch)."""
+    future = held.future
+    return (
+        future is not None
+        and future.done()
+        and not future.cancelled()
+        and not isinstance(future.exception(), BrokenProcessPool)
+    )
+
+
+def _lost(held: Held) -> bool:
+    """Whether the task's last hand-off ended without outcomes, or was never made."""
+    future = held.future
+    return future is None or (future.done() and not _handed_back(held))

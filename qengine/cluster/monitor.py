@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -269,8 +269,13 @@ class Monitor:
         broken: list[int],
     ) -> None:
         cluster = self.cluster
+        # A replaced pool cancels the hand-offs it had not started. Ask first: exception()
+        # raises for a cancelled future, and the whole batch read with it would be dropped.
+        if future.cancelled():
+            broken.extend(seqs)
+            return
         error = future.exception()
-        if isinstance(error, BrokenProcessPool | CancelledError):
+        if isinstance(error, BrokenProcessPool):
             broken.extend(seqs)
             return
         if error is not None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future
+from datetime import UTC, datetime
 
 import pytest
 
@@ -15,7 +17,7 @@ from qengine.cluster.reporting import ReportingThread
 from qengine.cluster.state import Held
 from qengine.errors import BrokerError, StoreError
 from qengine.signing import get_signer
-from qengine.store import get_store
+from qengine.store import dumps, get_store
 from qengine.task import TaskMessage, new_id
 from tests.qengine.test_store import outcome
 
@@ -56,6 +58,30 @@ def test_a_batch_that_cannot_be_finished_is_let_go_for_redelivery(config, monkey
     (again,) = cluster.broker.receive(timeout=1)
     assert again.count == 2
     cluster.broker.acknowledge(again.ack_id)
+    cluster.broker.close()
+
+
+def test_a_cancelled_hand_off_is_reported_and_the_rest_of_its_batch_saved(config, monkeypatch):
+    # A replaced pool cancels the hand-offs it had not started; one batch of the monitor can
+    # hold such a hand-off beside finished ones.
+    cluster = Cluster(config)
+    cluster.broker = make_broker(config)
+    cluster.store = get_store(config)
+    reported: list[int] = []
+    monkeypatch.setattr(cluster, "report_broken", reported.extend)
+    cancelled_task, _ = held_task(cluster)
+    finished_task, message = held_task(cluster)
+    cancelled: Future = Future()
+    cancelled.cancel()
+    finished: Future = Future()
+    now = datetime.now(UTC)
+    finished.set_result([(finished_task.seq, True, dumps(3), now, now, 123, 0, False)])
+    cluster.results.put(([cancelled_task.seq], cancelled))
+    cluster.results.put(([finished_task.seq], finished))
+    assert Monitor(cluster).tick() == 1
+    assert reported == [cancelled_task.seq]  # the guard runs it again
+    assert cluster.store.get(message.id).result == 3
+    assert cluster.holdings.get(finished_task.seq) is None  # acknowledged and let go
     cluster.broker.close()
 
 
