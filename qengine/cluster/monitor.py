@@ -224,11 +224,15 @@ class Monitor:
     def run(self) -> None:
         cluster = self.cluster
         log.info("%s monitoring at %s", cluster.label, threading.get_native_id())
+        busy = False
         with lifecycle.thread_connections():
             while not self.done.is_set():
                 try:
-                    if self.tick() and cluster.results.empty():
-                        lifecycle.between_batches()  # a run of work ended (see lifecycle)
+                    done = self.tick()
+                    if busy and not done:
+                        # A run of work ended: a whole tick found nothing (see lifecycle).
+                        lifecycle.between_batches()
+                    busy = bool(done)
                 except Exception:
                     # The monitor must outlive any one bad batch: log it and keep going.
                     log.exception("%s monitor error; continuing", cluster.label)
