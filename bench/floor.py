@@ -3,12 +3,16 @@
 No qengine code runs: a producer XADDs a package, marks its interest and
 blocks on a list; a "cluster" thread reads the stream with XREADGROUP,
 hands the package to a ``ProcessPoolExecutor`` (2 workers, forkserver),
-and a second thread pushes the result to the producer's list with one
-script call and acknowledges. That is every hop the design keeps, with no
-signing, no store and no bookkeeping, so qengine's round trip can only be
-slower; how much slower is what our own code costs.
+and a second thread commits the result to a SQLite file (WAL,
+``synchronous=NORMAL``, as the engine's store) and only then pushes it to
+the producer's list with one script call and acknowledges. That is every
+hop the design keeps, including the one store commit read-your-writes
+needs (a caller is told only of a stored result), with no signing and no
+bookkeeping, so qengine's round trip can only be slower; how much slower
+is what our own code costs. ``--no-store`` leaves the commit out, to show
+what the promise costs.
 
-Usage: ``.venv/bin/python bench/floor.py [-n 500]``
+Usage: ``.venv/bin/python bench/floor.py [-n 500] [--no-store]``
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ import argparse
 import multiprocessing
 import os
 import queue
+import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -50,21 +57,27 @@ def producer(prefix: str, n: int) -> None:
         times.append((time.perf_counter() - began) * 1000)
     times = sorted(times[20:])  # the first ones warm the pool and the connections
     p99 = times[int(len(times) * 0.99) - 1]
-    print(f"floor round trip: p50 {statistics.median(times):.2f} ms, p99 {p99:.2f} ms")
+    kind = "without" if os.environ.get("QENGINE_FLOOR_BARE") else "with"
+    p50 = statistics.median(times)
+    print(f"floor round trip ({kind} the store commit): p50 {p50:.2f} ms, p99 {p99:.2f} ms")
 
 
-def serve(stop: threading.Event, pool: ProcessPoolExecutor) -> None:
+def serve(stop: threading.Event, pool: ProcessPoolExecutor, store_path: str | None) -> None:
     client = redis.Redis.from_url(REDIS_URL)
     finished: queue.SimpleQueue[tuple[int, bytes]] = queue.SimpleQueue()
 
     def push() -> None:
         notifier = redis.Redis.from_url(REDIS_URL)
         script = notifier.register_script(PUSH)
+        db = _store_at(store_path) if store_path else None
         while not stop.is_set():
             try:
                 number, entry = finished.get(timeout=0.2)
             except queue.Empty:
                 continue
+            if db is not None:
+                with db:  # one transaction, committed before anyone is told
+                    db.execute("INSERT INTO result VALUES (?, ?)", (number, b"r" * 64))
             script(keys=[f"{PREFIX}:waiting:{number}", f"{PREFIX}:done:{number}"], args=[b"r"])
             notifier.xack(STREAM, "g", entry)
 
@@ -79,6 +92,14 @@ def serve(stop: threading.Event, pool: ProcessPoolExecutor) -> None:
                 number += 1
 
 
+def _store_at(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("CREATE TABLE IF NOT EXISTS result (id INTEGER PRIMARY KEY, value BLOB)")
+    return db
+
+
 def _finished(
     finished: queue.SimpleQueue[tuple[int, bytes]], number: int, entry: bytes, _f: Future[bytes]
 ) -> None:
@@ -88,6 +109,7 @@ def _finished(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=500, help="round trips")
+    parser.add_argument("--no-store", action="store_true", help="leave out the store commit")
     args = parser.parse_args()
     if os.environ.get("QENGINE_FLOOR_PRODUCER"):
         producer(os.environ["QENGINE_FLOOR_PRODUCER"], args.n)
@@ -96,17 +118,22 @@ def main() -> int:
     client.xgroup_create(STREAM, "g", id="0", mkstream=True)
     context = multiprocessing.get_context("forkserver")
     stop = threading.Event()
+    workdir = tempfile.mkdtemp(prefix="qengine-floor-")
+    store_path = None if args.no_store else os.path.join(workdir, "floor.sqlite3")
     try:
         with ProcessPoolExecutor(2, mp_context=context) as pool:
             for _ in range(4):
                 pool.submit(echo, b"").result()
-            server = threading.Thread(target=serve, args=(stop, pool), daemon=True)
+            server = threading.Thread(target=serve, args=(stop, pool, store_path), daemon=True)
             server.start()
             env = {**os.environ, "QENGINE_FLOOR_PRODUCER": PREFIX}
+            if args.no_store:
+                env["QENGINE_FLOOR_BARE"] = "1"
             subprocess.run([sys.executable, __file__, "-n", str(args.n)], env=env, check=True)
             stop.set()
             server.join()
     finally:
+        shutil.rmtree(workdir, ignore_errors=True)
         keys = list(client.scan_iter(f"{PREFIX}:*"))
         if keys:
             client.delete(*keys)
