@@ -1,0 +1,1 @@
+"""Chaos scenarios: real clusters under faults, checked against a ledger (bench/chaos.py)."""
