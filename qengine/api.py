@@ -9,7 +9,7 @@ from typing import Any
 from .brokers import Broker, get_broker
 from .cluster.monitor import finish
 from .cluster.worker import execute
-from .config import Config, get_config
+from .config import MAX_INT, Config, get_config, is_cached, is_timeout, shown
 from .notify import get_notifier
 from .signals import SENDER, pre_enqueue
 from .signing import Signer, get_signer
@@ -58,7 +58,7 @@ def split_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
         q_options = {}
     if not isinstance(q_options, Mapping):
         raise TypeError(f"q_options must be a dict, not {type(q_options).__name__}")
-    unknown = sorted(set(q_options) - OPTION_KEYS)
+    unknown = sorted(set(q_options) - OPTION_KEYS, key=repr)  # the keys may be of any type
     if unknown:
         raise ValueError(
             f"unknown q_options key(s) {', '.join(map(repr, unknown))}; "
@@ -75,32 +75,41 @@ def split_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
     return options, kwargs
 
 
-def _check_options(options: dict[str, Any]) -> None:
+def _storable(text: str, length: int) -> bool:
+    """Whether ``text`` fits its ``q_task`` column: PostgreSQL text refuses NUL characters.
+
+    A task whose row cannot be written would run and then fail to be saved, batch after batch.
+    """
+    return len(text) <= length and "\0" not in text
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Refuse a bad ``async_task`` option (schedules check their ``q_options`` with it too).
+
+    Raises:
+        TypeError: ``hook`` is neither a dotted path nor a callable.
+        ValueError: another option has a bad value; the message names it.
+    """
+
     def bad(key: str, allowed: str) -> ValueError:
-        return ValueError(f"async_task option {key}={options[key]!r} is invalid: {allowed}")
+        return ValueError(f"async_task option {key}={shown(options[key])} is invalid: {allowed}")
 
     hook = options.get("hook")
     if hook is not None and not (isinstance(hook, str) or callable(hook)):
         raise TypeError(f"hook must be a dotted path or a callable, not {type(hook).__name__}")
+    if isinstance(hook, str) and not _storable(hook, 256):
+        raise bad("hook", "a dotted path of at most 256 characters, without NUL")
     for key in ("group", "task_name"):
         value = options.get(key)
-        if value is not None and (not isinstance(value, str) or len(value) > 100):
-            raise bad(key, "a string of at most 100 characters")
+        if value is not None and (not isinstance(value, str) or not _storable(value, 100)):
+            raise bad(key, "a string of at most 100 characters, without NUL")
     for key in ("save", "sync", "ack_failure"):
         if options.get(key) is not None and not isinstance(options[key], bool):
             raise bad(key, "True, False or None")
-    cached = options.get("cached")
-    if (
-        cached is not None
-        and not isinstance(cached, bool)
-        and (not isinstance(cached, int) or cached < 1)
-    ):
-        raise bad("cached", "True, False or a number of seconds >= 1")
-    timeout = options.get("timeout")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
-    ):
-        raise bad("timeout", "None or a number of seconds > 0")
+    if options.get("cached") is not None and not is_cached(options["cached"]):
+        raise bad("cached", f"True, False or a number of seconds >= 1 (at most {MAX_INT})")
+    if not is_timeout(options.get("timeout")):
+        raise bad("timeout", f"None or a number of seconds > 0 (at most {MAX_INT})")
     broker = options.get("broker")
     if broker is not None and not isinstance(broker, Broker):
         raise bad("broker", "a Broker instance from get_broker()")
@@ -118,9 +127,12 @@ def _check_call(func: str | Callable[..., Any], options: dict[str, Any]) -> None
         raise TypeError(
             f"func must be a dotted path string or a callable, not {type(func).__name__}"
         )
-    if isinstance(func, str) and "." not in func:
-        raise ValueError(f"func {func!r} must be a dotted path such as 'math.floor'")
-    _check_options(options)
+    if isinstance(func, str) and ("." not in func or not _storable(func, 256)):
+        raise ValueError(
+            f"func {shown(func)} must be a dotted path such as 'math.floor' "
+            "(at most 256 characters, without NUL)"
+        )
+    check_options(options)
 
 
 def prepare(

@@ -41,6 +41,11 @@ __all__ = [
 DEFAULT_STORE = "sqlite:///qengine.sqlite3"
 ENV_PREFIX = "QENGINE_"
 
+MAX_INT = 2**31 - 1
+"""Largest number any key takes (counts, bytes, seconds): a signed 32-bit value, which the
+SQL integer columns, the interval timers and the cache expiries all accept. Beyond it a
+value would pass here and break far from where it was set."""
+
 
 class ConfigWarning(UserWarning):
     """A configuration that works but probably does not do what was meant."""
@@ -275,16 +280,49 @@ def mask_url(url: str) -> str:
 # -- validation -------------------------------------------------------------
 
 
+def shown(value: Any, limit: int = 200) -> str:
+    """``repr(value)`` for an error message: cut to ``limit`` characters, and never raising.
+
+    The value is the caller's bad input: its ``__repr__`` may fail, and an int of more
+    than 4300 digits refuses ``repr`` with a ValueError that would hide the real error.
+    """
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__} object whose repr() fails>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _fail(key: str, value: Any, allowed: str) -> ConfigError:
-    return ConfigError(f"config key {key!r} has the invalid value {value!r}: {allowed}")
+    return ConfigError(f"config key {key!r} has the invalid value {shown(value)}: {allowed}")
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_INT
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    # The comparison also refuses NaN and the infinities.
+    return isinstance(value, int | float) and not isinstance(value, bool) and abs(value) <= MAX_INT
+
+
+def is_timeout(value: Any) -> bool:
+    """Whether ``value`` is a timeout (config key and ``async_task`` option): None or seconds."""
+    return value is None or (_is_number(value) and value > 0)
+
+
+def is_cached(value: Any) -> bool:
+    """Whether ``value`` is a ``cached`` setting (config key and option): a bool or seconds."""
+    return isinstance(value, bool) or (_is_int(value) and value >= 1)
+
+
+def _splits(url: str) -> bool:
+    """Whether ``urlsplit`` can read ``url`` (it refuses a stray bracket, say)."""
+    try:
+        urlsplit(url)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_keys(keys: Mapping[str, Any], source: str) -> None:
@@ -298,36 +336,48 @@ def _check_keys(keys: Mapping[str, Any], source: str) -> None:
         raise ConfigError(f"unknown config key {key!r} ({source}){hint}")
 
 
+_AT_MOST = f"(at most {MAX_INT})"
+
+
 def _validate(c: Config) -> None:
-    if not isinstance(c.name, str) or not c.name or len(c.name) > 100:
-        raise _fail("name", c.name, "a non-empty string of at most 100 characters")
+    # The name is stored with each task: PostgreSQL text refuses NUL characters.
+    if not isinstance(c.name, str) or not c.name or len(c.name) > 100 or "\0" in c.name:
+        raise _fail("name", c.name, "a non-empty string of at most 100 characters, without NUL")
     if not _is_int(c.workers) or c.workers < 1:
-        raise _fail("workers", c.workers, "an integer >= 1")
+        raise _fail("workers", c.workers, f"an integer >= 1 {_AT_MOST}")
     for key in ("daemonize_workers", "ack_failures", "compress", "sync", "catch_up", "scheduler"):
         if not isinstance(getattr(c, key), bool):
             raise _fail(key, getattr(c, key), "True or False")
     if not _is_int(c.recycle) or c.recycle < 0:
-        raise _fail("recycle", c.recycle, "an integer >= 0 (0: never recycle)")
+        raise _fail("recycle", c.recycle, f"an integer >= 0 (0: never recycle) {_AT_MOST}")
     if c.max_rss is not None and (not _is_int(c.max_rss) or c.max_rss < 1):
-        raise _fail("max_rss", c.max_rss, "None or a number of kilobytes >= 1")
-    if c.timeout is not None and (not _is_number(c.timeout) or c.timeout <= 0):
-        raise _fail("timeout", c.timeout, "None or a number of seconds > 0")
+        raise _fail("max_rss", c.max_rss, f"None or a number of kilobytes >= 1 {_AT_MOST}")
+    if not is_timeout(c.timeout):
+        raise _fail("timeout", c.timeout, f"None or a number of seconds > 0 {_AT_MOST}")
     if not _is_int(c.max_attempts) or c.max_attempts < 0:
-        raise _fail("max_attempts", c.max_attempts, "an integer >= 0 (0: no limit)")
+        raise _fail("max_attempts", c.max_attempts, f"an integer >= 0 (0: no limit) {_AT_MOST}")
     if not _is_number(c.retry) or c.retry <= 0:
-        raise _fail("retry", c.retry, "a number of seconds > 0")
+        raise _fail("retry", c.retry, f"a number of seconds > 0 {_AT_MOST}")
     if not _is_int(c.save_limit) or c.save_limit < -1:
-        raise _fail("save_limit", c.save_limit, "-1 (none), 0 (all) or a positive integer")
+        raise _fail(
+            "save_limit", c.save_limit, f"-1 (none), 0 (all) or a positive integer {_AT_MOST}"
+        )
     if not _is_number(c.guard_cycle) or not 0 < c.guard_cycle < 60:
         raise _fail("guard_cycle", c.guard_cycle, "a number of seconds in (0, 60)")
     if c.queue_limit is not None and (not _is_int(c.queue_limit) or c.queue_limit < 1):
-        raise _fail("queue_limit", c.queue_limit, "None (workers ** 2) or an integer >= 1")
+        raise _fail(
+            "queue_limit", c.queue_limit, f"None (workers ** 2) or an integer >= 1 {_AT_MOST}"
+        )
     if not isinstance(c.label, str):
         raise _fail("label", c.label, "a string")
     if c.redis is not None and not isinstance(c.redis, dict | str):
         raise _fail("redis", c.redis, "a dict of redis-py arguments or a redis:// URI")
-    if isinstance(c.redis, str) and urlsplit(c.redis).scheme not in {"redis", "rediss", "unix"}:
+    if isinstance(c.redis, str) and (
+        not _splits(c.redis) or urlsplit(c.redis).scheme not in {"redis", "rediss", "unix"}
+    ):
         raise _fail("redis", c.redis, "a URI starting with redis://, rediss:// or unix://")
+    if isinstance(c.redis, dict) and not all(isinstance(k, str) for k in c.redis):
+        raise ConfigError("config key 'redis' must be a dict of redis-py keyword arguments")
     for key in ("django_redis", "orm", "broker_class", "broker", "cache"):
         value = getattr(c, key)
         if value is not None and (not isinstance(value, str) or not value):
@@ -337,18 +387,24 @@ def _validate(c: Config) -> None:
             "broker_class", c.broker_class, "a dotted path such as 'myapp.brokers.MyBroker'"
         )
     if not _is_int(c.bulk) or c.bulk < 1:
-        raise _fail("bulk", c.bulk, "an integer >= 1")
+        raise _fail("bulk", c.bulk, f"an integer >= 1 {_AT_MOST}")
     if not _is_number(c.poll) or c.poll <= 0:
-        raise _fail("poll", c.poll, "a number of seconds > 0")
-    if not isinstance(c.cached, bool) and (not _is_int(c.cached) or c.cached < 1):
-        raise _fail("cached", c.cached, "True, False or a number of seconds >= 1")
+        raise _fail("poll", c.poll, f"a number of seconds > 0 {_AT_MOST}")
+    if not is_cached(c.cached):
+        raise _fail("cached", c.cached, f"True, False or a number of seconds >= 1 {_AT_MOST}")
     if not isinstance(c.error_reporter, dict):
         raise _fail("error_reporter", c.error_reporter, "a dict of reporter name to settings")
+    for name, settings in c.error_reporter.items():  # the plugins check their settings later
+        if not isinstance(name, str) or not name or not isinstance(settings, dict | None):
+            raise ConfigError(
+                "config key 'error_reporter' must map reporter names to dicts of settings; "
+                f"{name!r} maps to {type(settings).__name__}"
+            )  # not the settings themselves: they hold tokens
     if not _is_int(c.cpu_affinity) or c.cpu_affinity < 0:
-        raise _fail("cpu_affinity", c.cpu_affinity, "an integer >= 0 (0: no pinning)")
-    if not isinstance(c.store, str) or "://" not in c.store:
+        raise _fail("cpu_affinity", c.cpu_affinity, f"an integer >= 0 (0: no pinning) {_AT_MOST}")
+    if not isinstance(c.store, str) or "://" not in c.store or not _splits(c.store):
         raise _fail("store", c.store, "a SQLAlchemy URL such as sqlite:///qengine.sqlite3")
-    if c.broker is not None and "://" not in c.broker:
+    if c.broker is not None and ("://" not in c.broker or not _splits(c.broker)):
         raise _fail(
             "broker", c.broker, "a URL: redis://…, rediss://…, unix://… or a SQLAlchemy URL"
         )
@@ -365,11 +421,14 @@ def _validate(c: Config) -> None:
             "config key 'secret_key_fallbacks' must hold only non-empty strings (old secret keys)"
         )
     if not _is_int(c.max_package_size) or c.max_package_size < 1024:
-        raise _fail("max_package_size", c.max_package_size, "a number of bytes >= 1024")
+        raise _fail("max_package_size", c.max_package_size, f"a number of bytes >= 1024 {_AT_MOST}")
+    zone_error = _fail("time_zone", c.time_zone, "an IANA zone name such as 'Europe/Paris'")
+    if not isinstance(c.time_zone, str):
+        raise zone_error
     try:
-        zoneinfo.ZoneInfo(str(c.time_zone))
+        zoneinfo.ZoneInfo(c.time_zone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-        raise _fail("time_zone", c.time_zone, "an IANA zone name such as 'Europe/Paris'") from exc
+        raise zone_error from exc
     _validate_sqs_mongo(c)
 
 
@@ -408,7 +467,9 @@ def _validate_sqs_mongo(c: Config) -> None:
                 "together (or neither, for boto3's own credential chain)"
             )
         endpoint = c.sqs.get("endpoint_url")
-        if endpoint is not None and urlsplit(endpoint).scheme not in {"http", "https"}:
+        if endpoint is not None and (
+            not _splits(endpoint) or urlsplit(endpoint).scheme not in {"http", "https"}
+        ):
             raise _fail("sqs", {"endpoint_url": endpoint}, "endpoint_url must be an http(s):// URL")
     if c.mongo is not None:
         if isinstance(c.mongo, str):

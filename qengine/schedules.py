@@ -45,7 +45,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from .config import get_config
+from .config import MAX_INT, get_config, shown
 from .db import ScheduleRow, get_engine
 from .errors import ScheduleError
 from .task import Task
@@ -304,13 +304,16 @@ def _to_utc(moment: datetime) -> datetime:
         raise ScheduleError(f"next_run must be a datetime, not {type(moment).__name__}")
     if moment.tzinfo is None or moment.utcoffset() is None:
         moment = moment.replace(tzinfo=get_config().zone)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:  # within a day of year 1 or 9999, and not in UTC
+        raise ScheduleError(f"next_run {moment!r} has no UTC time (out of range)") from exc
 
 
 def _is_literal(value: Any) -> bool:
     try:
         return bool(ast.literal_eval(repr(value)) == value)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+    except Exception:  # also what a user object's __repr__ or __eq__ raises
         return False
 
 
@@ -320,13 +323,28 @@ def _check_path(role: str, value: Any) -> None:
             f"{role} must be a dotted path string such as 'math.floor', not a callable: "
             "schedules are stored and run later, maybe in another process"
         )
-    if not isinstance(value, str) or "." not in value.strip(".") or len(value) > 256:
-        raise ScheduleError(f"{role} {value!r} is not a dotted path such as 'math.floor'")
+    # Lengths are the columns'; PostgreSQL text refuses NUL characters.
+    if (
+        not isinstance(value, str)
+        or "." not in value.strip(".")
+        or len(value) > 256
+        or "\0" in value
+    ):
+        raise ScheduleError(f"{role} {shown(value)} is not a dotted path such as 'math.floor'")
 
 
 def _check_name(key: str, value: Any) -> None:
-    if value is not None and (not isinstance(value, str) or not value or len(value) > 100):
-        raise ScheduleError(f"{key} {value!r} must be None or a string of 1 to 100 characters")
+    if value is not None and (
+        not isinstance(value, str) or not value or len(value) > 100 or "\0" in value
+    ):
+        raise ScheduleError(
+            f"{key} {shown(value)} must be None or a string of 1 to 100 characters, without NUL"
+        )
+
+
+def _is_int(value: Any, low: int) -> bool:
+    """An integer the ``q_schedule`` column holds (32 bits), from ``low``."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= MAX_INT
 
 
 def _validate(item: Schedule) -> None:
@@ -335,23 +353,34 @@ def _validate(item: Schedule) -> None:
         _check_path("hook", item.hook)
     _check_name("name", item.name)
     _check_name("cluster", item.cluster)
-    if item.schedule_type not in _LABELS:
+    if not isinstance(item.schedule_type, str) or item.schedule_type not in _LABELS:
         allowed = ", ".join(f"{letter} ({label})" for letter, label in _LABELS.items())
-        raise ScheduleError(f"unknown schedule type {item.schedule_type!r}; allowed: {allowed}")
-    if item.schedule_type == MINUTES and (
-        not isinstance(item.minutes, int) or isinstance(item.minutes, bool) or item.minutes < 1
-    ):
-        raise ScheduleError(f"a MINUTES schedule needs minutes >= 1, not {item.minutes!r}")
+        kind = shown(item.schedule_type)
+        raise ScheduleError(f"unknown schedule type {kind}; allowed: {allowed}")
+    if item.schedule_type == MINUTES and not _is_int(item.minutes, 1):
+        raise ScheduleError(
+            f"a MINUTES schedule needs minutes >= 1 (at most {MAX_INT}), not {shown(item.minutes)}"
+        )
+    # Other types ignore minutes and cron, but their columns must still hold them.
+    if item.minutes is not None and not _is_int(item.minutes, -MAX_INT - 1):
+        raise ScheduleError(f"minutes must be None or an integer, not {shown(item.minutes)}")
     if item.schedule_type == CRON:
         if not isinstance(item.cron, str) or len(item.cron) > 100:
-            raise ScheduleError(f"{item.cron!r} is not a valid cron expression")
+            raise ScheduleError(f"{shown(item.cron)} is not a valid cron expression")
         _cron_after(item.cron, datetime.now(UTC), UTC)  # refuses bad syntax and dead dates
-    if not isinstance(item.repeats, int) or isinstance(item.repeats, bool):
-        raise ScheduleError(f"repeats must be an integer, not {item.repeats!r}")
+    if item.cron is not None and (not isinstance(item.cron, str) or len(item.cron) > 100):
+        raise ScheduleError(
+            f"cron must be None or a string of at most 100 characters, not {shown(item.cron)}"
+        )
+    if not _is_int(item.repeats, -MAX_INT - 1):
+        raise ScheduleError(
+            f"repeats must be an integer from {-MAX_INT - 1} to {MAX_INT}, "
+            f"not {shown(item.repeats)}"
+        )
     if not isinstance(item.args, tuple | list) or not _is_literal(tuple(item.args)):
         raise ScheduleError(
             "args must be Python literals (numbers, strings, tuples, lists, dicts, …): "
-            f"they are stored as text; got {item.args!r}"
+            f"they are stored as text; got {shown(item.args)}"
         )
     if (
         not isinstance(item.kwargs, dict)
@@ -359,7 +388,7 @@ def _validate(item: Schedule) -> None:
         or not _is_literal(item.kwargs)
     ):
         raise ScheduleError(
-            f"kwargs must map names to Python literals (stored as text); got {item.kwargs!r}"
+            f"kwargs must map names to Python literals (stored as text); got {shown(item.kwargs)}"
         )
     if item.next_run is not None and item.next_run.tzinfo is None:
         raise ScheduleError("next_run must be an aware datetime here")
@@ -373,13 +402,13 @@ def _check_options(options: Any) -> None:
         raise ScheduleError(f"q_options must be a dict, not {type(options).__name__}")
     if "broker" in options:
         raise ScheduleError("q_options cannot hold a broker instance: schedules are stored")
-    from .api import OPTION_KEYS  # the API imports the cluster; only needed when options exist
+    from .api import OPTION_KEYS, check_options  # the API imports the cluster: only when needed
 
     # The spec names a broker for a schedule's tasks by its name ('broker_name'); the
     # scheduler accepts it and falls back to the cluster's own broker. 'on_commit' has no
     # caller's transaction to wait for: the scheduler queues in its own claim.
     allowed = (OPTION_KEYS - {"broker", "on_commit"}) | {"broker_name"}
-    unknown = sorted(set(options) - allowed)
+    unknown = sorted(set(options) - allowed, key=repr)  # the keys may be of any type
     if unknown:
         raise ScheduleError(
             f"unknown q_options key(s) {', '.join(map(repr, unknown))}; "
@@ -387,7 +416,11 @@ def _check_options(options: Any) -> None:
         )
     broker_name = options.get("broker_name")
     if broker_name is not None and not isinstance(broker_name, str):
-        raise ScheduleError(f"q_options broker_name must be a string, not {broker_name!r}")
+        raise ScheduleError(f"q_options broker_name must be a string, not {shown(broker_name)}")
+    try:
+        check_options(options)  # else each run would be refused by async_task, for ever
+    except (TypeError, ValueError) as exc:
+        raise ScheduleError(f"q_options: {exc}") from exc
     try:
         cloudpickle.dumps(dict(options))
     except Exception as exc:  # pickling raises whatever the offending object raises

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import pickle
 import signal
 import threading
 import traceback
@@ -90,17 +91,56 @@ def _soft_timeout(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+def _describe(exc: BaseException) -> str:
+    """``"ValueError: message"``, even when the exception's ``__str__`` fails.
+
+    The exception is the task's (or its result's ``__reduce__``'s): none of its methods
+    may keep the task's outcome from being written.
+    """
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<exception str() failed>"
+    return f"{type(exc).__name__}: {message}"
+
+
 def _error_text(exc: BaseException) -> str:
-    trace = "".join(traceback.format_exception(exc))
-    return f"{type(exc).__name__}: {exc}\n\n{trace}"
+    try:
+        trace = "".join(traceback.format_exception(exc))
+    except Exception:  # format_exception guards __str__, not every method it calls
+        trace = ""
+    return f"{_describe(exc)}\n\n{trace}"
+
+
+def _result_blob(value: Any) -> tuple[bytes, bool]:
+    """The pickled result and True, or a pickled explanation of why it cannot be, and False.
+
+    The blob is unpickled once here too: a result that pickles but cannot be read back
+    (a ``__reduce__`` that makes a failing call) would be stored as a success nobody can
+    fetch, and would break every hook and cache that reads it.
+    """
+    try:
+        blob = dumps(value)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        return dumps(f"the task's result could not be pickled: {_describe(exc)}"), False
+    try:
+        pickle.loads(blob)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        return dumps(f"the task's result could not be unpickled: {_describe(exc)}"), False
+    return blob, True
 
 
 def execute(message: TaskMessage, *, soft_timeout: bool = True, measure: bool = True) -> Outcome:
     """Run the task and return its outcome; never raises for the task's own errors.
 
-    The result is pickled here, so an unpicklable result becomes a failure
-    of this task instead of a crash further down the line. ``measure=False``
-    skips reading the process's memory (the caller does it once per batch).
+    The result is pickled (and loaded back) here, so a result that cannot
+    make the trip becomes a failure of this task instead of a crash further
+    down the line. ``measure=False`` skips reading the process's memory (the
+    caller does it once per batch).
     """
     started = datetime.now(UTC)
     timed_out = False
@@ -114,14 +154,13 @@ def execute(message: TaskMessage, *, soft_timeout: bool = True, measure: bool = 
         value = f"TaskTimeout: the task timed out after {message.timeout} seconds"
         success = False
         timed_out = True
-    except Exception as exc:  # the task's own error is its result
+    except KeyboardInterrupt:
+        raise  # Ctrl+C in sync mode belongs to the caller (workers ignore SIGINT)
+    except BaseException as exc:  # the task's own error is its result, SystemExit included
         value = _error_text(exc)
         success = False
-    try:
-        blob = dumps(value)
-    except Exception as exc:
-        blob = dumps(f"the task's result could not be pickled: {exc!r}")
-        success = False
+    blob, pickled = _result_blob(value)
+    success = success and pickled
     return Outcome(
         message=message,
         success=success,
