@@ -109,7 +109,11 @@ class Notifier:
         self.setting = client_setting(config)
         self.prefix = f"qengine:{config.name}"
         # Its own salt: a signed row can never pass for a task package, nor the reverse.
-        self.signer = Signer(resolve_secret(config), f"{config.name}:result")
+        # Old keys verify too: during a key rotation a waiter on the other key still wakes.
+        self.signer = Signer(
+            resolve_secret(config), f"{config.name}:result",
+            fallbacks=config.secret_key_fallbacks,
+        )  # fmt: skip
         self.script = self.client.register_script(_NOTIFY)
         self.group_script = self.client.register_script(_NOTIFY_GROUPS)
 

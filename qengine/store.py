@@ -63,12 +63,25 @@ def loads(blob: bytes | None) -> Any:
     return None if blob is None else pickle.loads(blob)
 
 
+_NAME_LENGTH = TaskRow.__table__.c.func.type.length
+
+
+def _stored_name(func: Any) -> str | None:
+    """A function's name cut to its column's length.
+
+    A callable's name can be long (a ``functools.partial`` shows its
+    arguments); a row the database refuses would be retried for ever.
+    """
+    name = func_name(func)
+    return None if name is None else name[:_NAME_LENGTH]
+
+
 def _task_values(task: Task) -> dict[str, Any]:
     return {
         "id": task.id,
         "name": task.name,
-        "func": func_name(task.func) or "",
-        "hook": func_name(task.hook),
+        "func": _stored_name(task.func) or "",
+        "hook": _stored_name(task.hook),
         "args": _args_blob(task.args),
         "kwargs": _kwargs_blob(task.kwargs),
         "result": dumps(task.result),
@@ -99,8 +112,8 @@ def outcome_values(outcome: Outcome) -> dict[str, Any]:
     return {
         "id": message.id,
         "name": message.name,
-        "func": func_name(message.func) or "",
-        "hook": func_name(message.hook),
+        "func": _stored_name(message.func) or "",
+        "hook": _stored_name(message.hook),
         "args": _args_blob(message.args),
         "kwargs": _kwargs_blob(message.kwargs),
         "result": outcome.result_blob,

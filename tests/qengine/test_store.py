@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -106,6 +107,17 @@ def test_a_batch_keeps_a_stored_success_and_updates_a_stored_failure(store):
     )  # fmt: skip
     assert store.get(retried.message.id).result == "fixed"
     assert store.count() == 3
+
+
+def test_a_function_with_a_long_name_is_stored_under_a_name_cut_to_its_column(store):
+    done = outcome("ok")
+    done.message.func = functools.partial(print, "x" * 1000)  # its name is its long repr
+    done.message.hook = functools.partial(print, "y" * 1000)
+    store.save_outcomes([done])  # PostgreSQL would refuse the row, for ever
+    task = store.get(done.message.id)
+    assert task.result == "ok"
+    assert len(task.func) == len(task.hook) == 256
+    assert "partial(<built-in function print>" in task.func
 
 
 def test_save_limit_prunes_the_oldest_successes(store):
