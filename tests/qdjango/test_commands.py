@@ -100,7 +100,7 @@ def remote_cluster() -> Iterator[Stat]:
     stat = Stat(
         cluster_id="remote-1", name=config.name, host="another-host", pid=4242,
         status="Working", workers=[4243, 4244, 4245], task_q_size=3, reincarnations=1,
-        rss_kb=300 * 1024, tob=datetime.now(UTC).replace(microsecond=0),
+        rejected=2, redeliveries=5, rss_kb=300 * 1024, tob=datetime.now(UTC).replace(microsecond=0),
     )  # fmt: skip
     stat.save(config)
     yield stat
@@ -122,11 +122,13 @@ def test_qmonitor_run_once_prints_the_summary_and_the_clusters_table(remote_clus
     assert lines[0] == f"-- {get_config().name} summary --"
     assert lines[1].split()[:4] == ["Clusters", "1", "Workers", "3"]
     header = lines.index(next(text for text in lines if text.startswith("Host")))
-    assert lines[header].split() == ["Host", "Id", "State", "Pool", "TQ", "RQ", "RC", "Up"]
+    assert lines[header].split() == [
+        "Host", "Id", "State", "Pool", "TQ", "RQ", "RC", "Rej", "Redel", "Up",
+    ]  # fmt: skip
     row = lines[header + 1].split()
-    assert row[:7] == ["another-host", "remote-1", "Working", "3", "3", "0", "1"]
-    assert row[7].startswith("0:00:")
-    assert lines[header + 2].split() == ["3", "3", "0"], "totals of Pool, TQ and RQ"
+    assert row[:9] == ["another-host", "remote-1", "Working", "3", "3", "0", "1", "2", "5"]
+    assert row[9].startswith("0:00:")
+    assert lines[header + 2].split() == ["3", "3", "0", "2", "5"], "totals of the counts"
 
 
 def test_uptime_reads_like_the_spec() -> None:

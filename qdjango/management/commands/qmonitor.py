@@ -18,8 +18,9 @@ if TYPE_CHECKING:
     from qengine.status import Stat
     from tui.app import QMonitorApp
 
-COLUMNS = ("Host", "Id", "State", "Pool", "TQ", "RQ", "RC", "Up")
-"""The spec's monitor columns: pool size, task queue, result queue, reincarnations, uptime."""
+COLUMNS = ("Host", "Id", "State", "Pool", "TQ", "RQ", "RC", "Rej", "Redel", "Up")
+"""The spec's monitor columns (pool size, task queue, result queue, reincarnations, uptime),
+with the packages rejected unrun and the tasks received again, as qmonitor shows them."""
 
 
 def uptime_text(seconds: float) -> str:
@@ -29,19 +30,20 @@ def uptime_text(seconds: float) -> str:
 
 
 def clusters_table(stats: list[Stat], now: datetime | None = None) -> list[str]:
-    """The monitor's clusters table as text lines, with the totals of Pool, TQ and RQ below."""
+    """The monitor's clusters table as text lines, with the totals of the counts below."""
     now = now or datetime.now(UTC)
     rows = [
         (
             s.host, str(s.cluster_id), s.status, str(len(s.workers)), str(s.task_q_size),
-            str(s.done_q_size), str(s.reincarnations),
+            str(s.done_q_size), str(s.reincarnations), str(s.rejected), str(s.redeliveries),
             uptime_text((now - s.tob).total_seconds()),
         )
         for s in stats
     ]  # fmt: skip
     totals = (
         "", "", "", str(sum(len(s.workers) for s in stats)),
-        str(sum(s.task_q_size for s in stats)), str(sum(s.done_q_size for s in stats)), "", "",
+        str(sum(s.task_q_size for s in stats)), str(sum(s.done_q_size for s in stats)), "",
+        str(sum(s.rejected for s in stats)), str(sum(s.redeliveries for s in stats)), "",
     )  # fmt: skip
     widths = [max(len(row[i]) for row in [COLUMNS, *rows, totals]) for i in range(len(COLUMNS))]
 
