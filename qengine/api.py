@@ -14,7 +14,7 @@ from .notify import get_notifier
 from .signals import SENDER, pre_enqueue
 from .signing import Signer, get_signer
 from .store import get_store, task_from_values
-from .task import Task, TaskMessage, new_id
+from .task import NAME_LENGTH, PATH_LENGTH, Task, TaskMessage, new_id, storable
 from .transactions import defer
 
 __all__ = [
@@ -75,14 +75,6 @@ def split_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
     return options, kwargs
 
 
-def _storable(text: str, length: int) -> bool:
-    """Whether ``text`` fits its ``q_task`` column: PostgreSQL text refuses NUL characters.
-
-    A task whose row cannot be written would run and then fail to be saved, batch after batch.
-    """
-    return len(text) <= length and "\0" not in text
-
-
 def check_options(options: Mapping[str, Any]) -> None:
     """Refuse a bad ``async_task`` option (schedules check their ``q_options`` with it too).
 
@@ -97,12 +89,12 @@ def check_options(options: Mapping[str, Any]) -> None:
     hook = options.get("hook")
     if hook is not None and not (isinstance(hook, str) or callable(hook)):
         raise TypeError(f"hook must be a dotted path or a callable, not {type(hook).__name__}")
-    if isinstance(hook, str) and not _storable(hook, 256):
-        raise bad("hook", "a dotted path of at most 256 characters, without NUL")
+    if isinstance(hook, str) and not storable(hook, PATH_LENGTH):
+        raise bad("hook", f"a dotted path of at most {PATH_LENGTH} characters, without NUL")
     for key in ("group", "task_name"):
         value = options.get(key)
-        if value is not None and (not isinstance(value, str) or not _storable(value, 100)):
-            raise bad(key, "a string of at most 100 characters, without NUL")
+        if value is not None and (not isinstance(value, str) or not storable(value, NAME_LENGTH)):
+            raise bad(key, f"a string of at most {NAME_LENGTH} characters, without NUL")
     for key in ("save", "sync", "ack_failure"):
         if options.get(key) is not None and not isinstance(options[key], bool):
             raise bad(key, "True, False or None")
@@ -127,10 +119,10 @@ def _check_call(func: str | Callable[..., Any], options: dict[str, Any]) -> None
         raise TypeError(
             f"func must be a dotted path string or a callable, not {type(func).__name__}"
         )
-    if isinstance(func, str) and ("." not in func or not _storable(func, 256)):
+    if isinstance(func, str) and ("." not in func or not storable(func, PATH_LENGTH)):
         raise ValueError(
             f"func {shown(func)} must be a dotted path such as 'math.floor' "
-            "(at most 256 characters, without NUL)"
+            f"(at most {PATH_LENGTH} characters, without NUL)"
         )
     check_options(options)
 

@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigError
+from .task import NAME_LENGTH, storable
 
 __all__ = [
     "DEFAULT_STORE",
@@ -340,9 +341,11 @@ _AT_MOST = f"(at most {MAX_INT})"
 
 
 def _validate(c: Config) -> None:
-    # The name is stored with each task: PostgreSQL text refuses NUL characters.
-    if not isinstance(c.name, str) or not c.name or len(c.name) > 100 or "\0" in c.name:
-        raise _fail("name", c.name, "a non-empty string of at most 100 characters, without NUL")
+    # The name is stored with each task.
+    if not isinstance(c.name, str) or not c.name or not storable(c.name, NAME_LENGTH):
+        raise _fail(
+            "name", c.name, f"a non-empty string of at most {NAME_LENGTH} characters, without NUL"
+        )
     if not _is_int(c.workers) or c.workers < 1:
         raise _fail("workers", c.workers, f"an integer >= 1 {_AT_MOST}")
     for key in ("daemonize_workers", "ack_failures", "compress", "sync", "catch_up", "scheduler"):

@@ -40,6 +40,7 @@ from sqlalchemy.types import TypeDecorator
 
 from .config import mask_url, on_reset
 from .errors import ConfigError, StoreError
+from .task import NAME_LENGTH, PATH_LENGTH
 
 __all__ = [
     "Base",
@@ -118,13 +119,13 @@ class TaskRow(Base):
     __tablename__ = "q_task"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), index=True)
-    func: Mapped[str] = mapped_column(String(256), index=True)
-    hook: Mapped[str | None] = mapped_column(String(256))
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), index=True)
+    func: Mapped[str] = mapped_column(String(PATH_LENGTH), index=True)
+    hook: Mapped[str | None] = mapped_column(String(PATH_LENGTH))
     args: Mapped[bytes | None] = mapped_column(Blob)
     kwargs: Mapped[bytes | None] = mapped_column(Blob)
     result: Mapped[bytes | None] = mapped_column(Blob)
-    group: Mapped[str | None] = mapped_column(String(100), index=True)
+    group: Mapped[str | None] = mapped_column(String(NAME_LENGTH), index=True)
     started: Mapped[datetime] = mapped_column(UTCDateTime)
     stopped: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     success: Mapped[bool] = mapped_column(Boolean, index=True)
@@ -138,9 +139,9 @@ class ScheduleRow(Base):
     __tablename__ = "q_schedule"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str | None] = mapped_column(String(100), unique=True)
-    func: Mapped[str] = mapped_column(String(256))
-    hook: Mapped[str | None] = mapped_column(String(256))
+    name: Mapped[str | None] = mapped_column(String(NAME_LENGTH), unique=True)
+    func: Mapped[str] = mapped_column(String(PATH_LENGTH))
+    hook: Mapped[str | None] = mapped_column(String(PATH_LENGTH))
     args: Mapped[str | None] = mapped_column(Text)
     kwargs: Mapped[str | None] = mapped_column(Text)
     schedule_type: Mapped[str] = mapped_column(String(1), default="O")

@@ -20,10 +20,11 @@ def register_connection_hooks(
 ) -> None:
     """Let a framework tend its own connections in the engine's threads and workers.
 
-    qdjango closes stale Django connections around each batch and each
-    task, as Django's request cycle does around a request, and closes a
-    thread's connections when the thread ends (its connections are the
-    thread's own and would otherwise stay open until collected).
+    qdjango closes stale Django connections at the points ``between_batches``
+    names (around each task in a worker; when a cluster thread's run of work
+    ends, or after an error), as Django's request cycle does around a
+    request, and closes a thread's connections when the thread ends (they
+    are the thread's own and would otherwise stay open until collected).
     """
     _batch_hooks.append(between_batches)
     _exit_hooks.append(at_thread_exit)
@@ -38,7 +39,7 @@ def between_batches() -> None:
     quarter of a PostgreSQL drain in reconnects. It is tended when the run
     ends and after every error (a broken connection is dropped then); a
     thread that only polls (the scheduler, an idle pusher) keeps one
-    connection and drops it after an error.
+    connection and drops it after an error; so does the guard.
     """
     for hook in _batch_hooks:
         hook()

@@ -48,7 +48,7 @@ from sqlalchemy.exc import IntegrityError
 from .config import MAX_INT, get_config, shown
 from .db import ScheduleRow, get_engine
 from .errors import ScheduleError
-from .task import Task
+from .task import NAME_LENGTH, PATH_LENGTH, Task, storable
 
 __all__ = [
     "Advance",
@@ -323,22 +323,21 @@ def _check_path(role: str, value: Any) -> None:
             f"{role} must be a dotted path string such as 'math.floor', not a callable: "
             "schedules are stored and run later, maybe in another process"
         )
-    # Lengths are the columns'; PostgreSQL text refuses NUL characters.
     if (
         not isinstance(value, str)
         or "." not in value.strip(".")
-        or len(value) > 256
-        or "\0" in value
+        or not storable(value, PATH_LENGTH)
     ):
         raise ScheduleError(f"{role} {shown(value)} is not a dotted path such as 'math.floor'")
 
 
 def _check_name(key: str, value: Any) -> None:
     if value is not None and (
-        not isinstance(value, str) or not value or len(value) > 100 or "\0" in value
+        not isinstance(value, str) or not value or not storable(value, NAME_LENGTH)
     ):
         raise ScheduleError(
-            f"{key} {shown(value)} must be None or a string of 1 to 100 characters, without NUL"
+            f"{key} {shown(value)} must be None or a string of 1 to {NAME_LENGTH} characters, "
+            "without NUL"
         )
 
 

@@ -31,7 +31,7 @@ from .config import Config, get_config, mask_url, on_reset
 from .db import MetaRow, TaskRow, get_engine, store_error, writing
 from .errors import StoreError
 from .signing import fast_dumps
-from .task import Outcome, Task, func_name
+from .task import PATH_LENGTH, Outcome, Task, func_name
 
 __all__ = ["ResultStore", "dumps", "embedded_secret", "get_store", "loads", "task_from_values"]
 
@@ -63,9 +63,6 @@ def loads(blob: bytes | None) -> Any:
     return None if blob is None else pickle.loads(blob)
 
 
-_NAME_LENGTH = TaskRow.__table__.c.func.type.length
-
-
 def _stored_name(func: Any) -> str | None:
     """A function's name cut to its column's length.
 
@@ -73,7 +70,7 @@ def _stored_name(func: Any) -> str | None:
     arguments); a row the database refuses would be retried for ever.
     """
     name = func_name(func)
-    return None if name is None else name[:_NAME_LENGTH]
+    return None if name is None else name[:PATH_LENGTH]
 
 
 def _task_values(task: Task) -> dict[str, Any]:

@@ -13,9 +13,34 @@ import coolname
 if TYPE_CHECKING:
     from .store import ResultStore
 
-__all__ = ["Failure", "Outcome", "Success", "Task", "TaskMessage", "func_name", "new_id"]
+__all__ = [
+    "NAME_LENGTH",
+    "PATH_LENGTH",
+    "Failure",
+    "Outcome",
+    "Success",
+    "Task",
+    "TaskMessage",
+    "func_name",
+    "new_id",
+    "storable",
+]
 
 MESSAGE_VERSION = 1
+
+PATH_LENGTH = 256
+"""Longest function or hook path the store keeps (``q_task`` and ``q_schedule`` columns)."""
+NAME_LENGTH = 100
+"""Longest task name, group, cluster name or schedule name the store keeps."""
+
+
+def storable(text: str, length: int) -> bool:
+    """Whether ``text`` fits a column of ``length``: PostgreSQL text refuses NUL characters too.
+
+    Checked where the text comes in: a row the database refuses would be
+    retried, batch after batch.
+    """
+    return len(text) <= length and "\0" not in text
 
 
 def new_id() -> tuple[str, str]:

@@ -211,7 +211,6 @@ class Cluster:
         cycle = self.config.guard_cycle
         while not self.stop_event.wait(cycle):
             self._guard_tick()
-            lifecycle.between_batches()
 
     def _guard_tick(self) -> None:
         try:
@@ -219,6 +218,7 @@ class Cluster:
         except Exception:
             # The guard is what keeps the cluster alive: log and go on with the next round.
             log.exception("%s guard error; continuing", self.label)
+            lifecycle.between_batches()  # a polling thread: tended after errors (see lifecycle)
 
     def _stop(self) -> None:
         self.stop_event.set()
