@@ -52,8 +52,12 @@ def spawn_group(
     return process
 
 
-def kill_group(pgid: int, grace: float = 0.0) -> None:
-    """SIGTERM the group (when ``grace`` > 0), wait up to ``grace`` s, then SIGKILL what is left."""
+def kill_group(pgid: int, grace: float = 0.0) -> bool:
+    """SIGTERM the group (when ``grace`` > 0), wait up to ``grace`` s, then SIGKILL what is left.
+
+    Returns whether the group still existed.
+    """
+    existed = True
     try:
         if grace > 0:
             os.killpg(pgid, signal.SIGTERM)
@@ -62,8 +66,9 @@ def kill_group(pgid: int, grace: float = 0.0) -> None:
                 time.sleep(0.05)
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
-        pass
+        existed = False
     _GROUPS.discard(pgid)
+    return existed
 
 
 def _group_alive(pgid: int) -> bool:
@@ -189,6 +194,5 @@ def kill_recorded(path: Path, grace: float = 5.0) -> int:
             pass
         except psutil.Error:
             continue
-        kill_group(int(pid), grace=grace)
-        killed += 1
+        killed += kill_group(int(pid), grace=grace)
     return killed

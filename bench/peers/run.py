@@ -357,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
                 note(f"round {number}/{args.rounds}: {system}")
                 outcome = run_driver(system, args, phases)
                 versions[system] = outcome.get("version", "?")
-                batch[system] = outcome.get("batch_api")
+                if "batch" in phases:  # n/a in the table only where the phase ran
+                    batch[system] = outcome.get("batch_api")
                 if "error" in outcome:
                     failed[system] = outcome["error"]
                     print(f"round {number} {system}: FAILED {outcome['error']}\n"
