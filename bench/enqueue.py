@@ -21,7 +21,8 @@ if __package__ in {None, ""}:  # run as a script from a checkout: import the loc
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import qengine
-from qengine.brokers import Broker, get_broker
+from qengine.brokers import Broker
+from qengine.runtime import get_broker
 
 SECRET = "bench-secret-key"
 

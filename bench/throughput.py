@@ -67,10 +67,10 @@ import psutil  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
 import qengine  # noqa: E402
-import qengine.signing  # noqa: E402
+import qengine.runtime  # noqa: E402
 import qengine.status  # noqa: E402
 from qengine.db import TaskRow  # noqa: E402
-from qengine.store import get_store  # noqa: E402
+from qengine.runtime import get_store  # noqa: E402
 
 REDIS_URL = os.environ.get("QENGINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(
@@ -279,7 +279,7 @@ def bench_with(kind: str, n: int, workdir: str, database_url: str | None) -> dic
     figures: dict[str, float] = {}
 
     # (a) drain a backlog queued before the cluster starts
-    signer = qengine.signing.get_signer(config)
+    signer = qengine.runtime.get_signer(config)
     from qengine.task import TaskMessage, new_id
 
     packages = []

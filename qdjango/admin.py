@@ -34,8 +34,10 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from qengine.api import resubmit
-from qengine.config import Config, get_config, mask_url
+from qengine.brokers import broker_class
+from qengine.config import Config, mask_url
 from qengine.errors import QEngineError
+from qengine.runtime import get_config
 
 from .db import alias_of
 from .forms import ScheduleForm
@@ -199,18 +201,16 @@ def queue_alias() -> str | None:
     set, are the SQL broker on a Django database (``django://<alias>``).
     """
     config = get_config()
-    if config.broker_kind not in {"orm", "sql"}:
-        return None  # SQS and MongoDB leave broker_url at the store's URL: the kind decides
+    if not broker_class(config).keeps_queue_in_sql:
+        return None  # SQS and MongoDB leave broker_url at the store's URL: the broker decides
     return alias_of(config.broker_url)
 
 
 def _broker_name(config: Config) -> str:
     """The broker, for people: its product, class path or URL (password hidden)."""
-    kind = config.broker_kind
-    if kind == "custom":
-        return str(config.broker_class)
-    names = {"redis": "Redis", "sqs": "Amazon SQS", "mongo": "MongoDB"}
-    return names.get(kind) or mask_url(config.broker_url)
+    if config.broker_class:
+        return config.broker_class
+    return broker_class(config).product or mask_url(config.broker_url)
 
 
 _UNREADABLE = _("(cannot be read)")

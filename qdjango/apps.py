@@ -18,7 +18,7 @@ class QDjangoConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
-        from qengine import config, db, lifecycle
+        from qengine import db, lifecycle, runtime
 
         from . import conf
 
@@ -27,7 +27,7 @@ class QDjangoConfig(AppConfig):
         from . import db as django_db
 
         db.register_engine_factory(django_db.SCHEME, django_db.django_engine)
-        config.on_reset(django_db.dispose)
+        runtime.on_reset(django_db.dispose)
         lifecycle.register_connection_hooks(
             between_batches=django_db.close_stale,
             at_thread_exit=django_db.close_thread_connections,
@@ -35,13 +35,13 @@ class QDjangoConfig(AppConfig):
         from .transactions import register as register_commit_hook
 
         register_commit_hook()
-        config.set_loader(conf.load)
+        runtime.set_loader(conf.load)
         from qengine.cache import register_cache_factory
 
         from .cache import django_cache
 
         register_cache_factory(django_cache)
-        from qengine.brokers.redis import register_client_provider
+        from qengine.redis_conn import register_client_provider
 
         from .brokers import django_redis_client
 
@@ -55,6 +55,6 @@ class QDjangoConfig(AppConfig):
 
 def _reload(*, setting: str, **_: Any) -> None:
     if setting in _WATCHED:
-        from qengine import config
+        from qengine import runtime
 
-        config._replace(None)
+        runtime.reset()

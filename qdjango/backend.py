@@ -37,10 +37,11 @@ from django.utils.module_loading import import_string
 
 from qengine import api as engine_api
 from qengine import errors as engine_errors
-from qengine.config import get_config
+from qengine.brokers import broker_class
+from qengine.config import Config
 from qengine.errors import SignatureError
+from qengine.runtime import get_config, get_signer
 from qengine.signals import pre_execute
-from qengine.signing import get_signer
 from qengine.task import Task as StoredTask
 from qengine.task import TaskMessage
 
@@ -307,10 +308,11 @@ class QEngineBackend(BaseTaskBackend):
         if stored is not None:
             return self._finished(stored)
         config = get_config()
-        if config.broker_kind == "orm":
+        if _orm_queue(config):
             raise TaskResultDoesNotExist(f"no task {result_id!r} is queued or stored")
+        broker = broker_class(config).product or "configured"
         raise TaskResultDoesNotExist(
-            f"no task {result_id!r} is stored; with the {config.broker_kind} broker qdjango "
+            f"no task {result_id!r} is stored; with the {broker} broker qdjango "
             "cannot look into the queue, so a task not finished yet cannot be told from an "
             "unknown id (the orm broker can: docs/django-tasks.md)"
         )
@@ -324,7 +326,7 @@ class QEngineBackend(BaseTaskBackend):
     def _find_queued(self, result_id: str) -> tuple[TaskMessage, bool, int] | None:
         """The task's message in the ``orm`` broker's queue, whether it is leased, deliveries."""
         config = get_config()
-        if config.broker_kind != "orm" or not config.orm:
+        if not _orm_queue(config):
             return None
         from .models import OrmQ  # models load with the app registry, after this module
 
@@ -410,3 +412,9 @@ def _class_path(name: str, trace: str) -> str:
         if isinstance(found, type) and issubclass(found, BaseException):
             return f"{module.__name__}.{name}"
     return name
+
+
+def _orm_queue(config: Config) -> bool:
+    """Whether the queue is the orm broker's table in a Django database, where a task not
+    finished yet can be found by id (other brokers cannot be searched)."""
+    return bool(config.orm) and broker_class(config).keeps_queue_in_sql

@@ -15,9 +15,10 @@ from django.core.cache.backends.base import InvalidCacheBackendError
 from django.utils.connection import ConnectionDoesNotExist
 
 from qengine.brokers import Broker, Delivery
-from qengine.brokers import get_broker as engine_get_broker
 from qengine.config import Config
 from qengine.errors import ConfigError
+from qengine.runtime import get_broker as engine_get_broker
+from qengine.runtime import new_broker
 
 __all__ = ["Broker", "Delivery", "django_redis_client", "get_broker"]
 
@@ -29,10 +30,13 @@ def get_broker(list_key: str | None = None, config: Config | None = None) -> Bro
         list_key: another queue name than the cluster's (django_q's only argument).
         config: another configuration than the project's.
 
-    Without arguments one broker is shared per configuration, so a loop of
-    ``async_task(..., broker=get_broker())`` reuses its connections.
+    Without ``list_key`` one broker is shared per configuration, so a loop of
+    ``async_task(..., broker=get_broker())`` reuses its connections; with it, the
+    broker is new and its connections the caller's to close.
     """
-    return engine_get_broker(config, list_key)
+    if list_key is not None:
+        return new_broker(config, list_key)
+    return engine_get_broker(config)
 
 
 def django_redis_client(alias: str) -> redis.Redis:

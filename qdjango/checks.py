@@ -31,7 +31,7 @@ def check_settings(app_configs: Any = None, **_: Any) -> list[checks.CheckMessag
             )
         )
     try:
-        from qengine.config import get_config
+        from qengine.runtime import get_config
 
         config = get_config()
     except ConfigError as exc:

@@ -19,8 +19,9 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
-from qengine.config import Config, get_config, load_config
+from qengine.config import Config, load_config
 from qengine.errors import ConfigError
+from qengine.runtime import get_config
 from qengine.status import STATES
 
 from .db import url_for

@@ -259,7 +259,7 @@ class OrmQ(models.Model):
 
     def task(self) -> Any:
         """The task message in the package, verified with this queue's signature."""
-        from qengine.signing import get_signer
+        from qengine.runtime import get_signer
 
         from .conf import load
 

@@ -32,7 +32,7 @@ from qengine.api import (
     result_group,
 )
 from qengine.chains import async_chain, async_iter
-from qengine.config import get_config
+from qengine.runtime import get_config
 from qengine.task import Task as EngineTask
 
 from . import conf

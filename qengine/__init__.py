@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 # Light modules every process needs (a worker unpickles TaskMessage): loaded now.
 from . import signals
-from .config import Config, configure, get_config, load_config
+from .config import Config, load_config
 from .errors import (
     BrokerError,
     BrokerUnavailable,
@@ -22,7 +22,6 @@ from .errors import (
     StoreError,
     TaskTimeout,
 )
-from .task import Failure, Success, Task
 
 # The API, brokers and chains pull in SQLAlchemy and the broker clients. A worker
 # process imports the engine only to run tasks and must not pay for them (in memory
@@ -30,10 +29,12 @@ from .task import Failure, Success, Task
 _LAZY = {
     "api": ("async_task", "count_group", "delete_cached", "delete_group", "fetch",
             "fetch_group", "queue_size", "resubmit", "result", "result_group"),
-    "brokers": ("Broker", "get_broker"),
+    "brokers": ("Broker",),
     "chains": ("AsyncTask", "Chain", "Iter", "async_chain", "async_iter"),
     "cluster.cluster": ("Cluster",),
     "schedules": ("Schedule", "schedule"),
+    # Task's queries read the current store, which the runtime locates.
+    "runtime": ("Failure", "Success", "Task", "configure", "get_broker", "get_config"),
     "status": ("Stat",),
 }  # fmt: skip
 _HOME = {name: module for module, names in _LAZY.items() for name in names}
@@ -51,9 +52,10 @@ if TYPE_CHECKING:
         result,
         result_group,
     )
-    from .brokers import Broker, get_broker
+    from .brokers import Broker
     from .chains import AsyncTask, Chain, Iter, async_chain, async_iter
     from .cluster.cluster import Cluster
+    from .runtime import Failure, Success, Task, configure, get_broker, get_config
     from .schedules import Schedule, schedule
     from .status import Stat
 

@@ -6,14 +6,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .brokers import Broker, get_broker
+from .brokers import Broker
 from .cluster.monitor import finish
 from .cluster.worker import execute
-from .config import MAX_INT, Config, get_config, is_cached, is_timeout, shown
-from .notify import get_notifier
+from .config import MAX_INT, Config, is_cached, is_timeout, shown
+from .runtime import get_broker, get_config, get_notifier, get_signer, get_store
 from .signals import SENDER, pre_enqueue
-from .signing import Signer, get_signer
-from .store import get_store, task_from_values
+from .signing import Signer
+from .store import task_from_values
 from .task import NAME_LENGTH, PATH_LENGTH, Task, TaskMessage, new_id, storable
 from .transactions import defer
 
@@ -202,7 +202,7 @@ def _send(message: TaskMessage, config: Config, broker: Broker | None) -> str:
         _run_inline(message, config, broker)
     else:
         package = get_signer(config).dumps(message)
-        target = broker or (get_broker() if config is get_config() else get_broker(config))
+        target = broker or get_broker(config)
         target.enqueue(package)
     return message.id
 
@@ -211,12 +211,7 @@ def _run_inline(message: TaskMessage, config: Config, broker: Broker | None) -> 
     # Pack and unpack as the trip through a broker would, so sync mode fails on exactly
     # what a cluster would fail on (unpicklable arguments, oversized packages). The
     # package never leaves this process, so a configured key is not required.
-    signer = Signer(
-        config.secret_key or "sync-mode",
-        config.name,
-        compress=config.compress,
-        max_size=config.max_package_size,
-    )
+    signer = Signer.for_config(config, config.secret_key or "sync-mode")
     received: TaskMessage = signer.loads(signer.dumps(message))
     received.attempt_count = 1
     finish([execute(received, soft_timeout=False)], config, broker=broker)
@@ -291,7 +286,7 @@ def fetch(task_id: str, wait: int = 0, cached: bool | None = None) -> Task | Non
         probe = lambda: store.get(task_id)  # noqa: E731
         decode = task_from_values  # the notification carries the saved row
     if wait != 0:
-        notifier = get_notifier(get_config())
+        notifier = get_notifier()
         if notifier is not None:
             return notifier.wait(task_id, probe, wait, decode)  # type: ignore[no-any-return]
     return wait_for(probe, wait)  # type: ignore[no-any-return]
@@ -345,7 +340,7 @@ def count_group(group_id: str, failures: bool = False, cached: bool | None = Non
 def _wait_group(group_id: str, probe: Callable[[], Any], wait: int) -> Any:
     """``wait_for`` for a group: woken by the cluster when the broker is Redis, else polling."""
     if wait != 0:
-        notifier = get_notifier(get_config())
+        notifier = get_notifier()
         if notifier is not None:
             return notifier.wait_group(group_id, probe, wait)
     return wait_for(probe, wait)

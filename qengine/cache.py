@@ -14,11 +14,20 @@ import redis
 from sqlalchemy import Engine, delete, insert, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from .config import Config, on_reset
+from .brokers import broker_class
+from .config import Config
 from .db import CacheRow, get_engine, store_error, writing
 from .errors import ConfigError, StoreError
+from .redis_conn import REDIS_SCHEMES, client_setting, describe_client, redis_client, redis_errors
 
-__all__ = ["MemoryCache", "RedisCache", "ResultCache", "StoreCache", "get_cache"]
+__all__ = [
+    "MemoryCache",
+    "RedisCache",
+    "ResultCache",
+    "StoreCache",
+    "make_cache",
+    "register_cache_factory",
+]
 
 
 class ResultCache(ABC):
@@ -106,15 +115,11 @@ class RedisCache(ResultCache):
 
     def __init__(self, client: redis.Redis, setting: str | None = None) -> None:
         """``setting``: the configuration key that names this Redis, for error messages."""
-        from .brokers.redis import describe_client
-
         self.client = client
         self.where = describe_client(client)
         self.setting = setting
 
     def _errors(self, action: str) -> AbstractContextManager[None]:
-        from .brokers.redis import redis_errors
-
         return redis_errors(
             self.where, action, self.setting, unavailable=StoreError, failed=StoreError
         )
@@ -228,14 +233,8 @@ class StoreCache(ResultCache):
             return sorted(k[len(prefix) :] for k in keys)
 
 
-_caches: dict[tuple[str, str], ResultCache] = {}
-_lock = threading.Lock()
-
-
 def _redis_cache(config: Config, url: str | None) -> RedisCache:
     """The broker's Redis (``url`` None) or the one at ``url``, named after its setting."""
-    from .brokers.redis import client_setting, redis_client  # one place builds Redis clients
-
     setting = "cache" if url else client_setting(config)
     return RedisCache(redis_client(config, url), setting)
 
@@ -253,34 +252,22 @@ def register_cache_factory(factory: CacheFactory) -> None:
         _factories.append(factory)
 
 
-def get_cache(config: Config) -> ResultCache:
-    """The cache ``config.cache`` names; by default the broker's Redis, else the store."""
-    choice = config.cache
-    if choice is None:
-        choice = "redis" if config.broker_kind == "redis" else "store"
-    key = (choice, config.broker_url if choice == "redis" else config.store)
-    with _lock:
-        cache = _caches.get(key)
-        if cache is not None:
-            return cache
-        if choice == "memory":
-            cache = MemoryCache()
-        elif choice == "store":
-            cache = StoreCache(config.store)
-        elif choice == "redis" or choice.startswith(("redis://", "rediss://", "unix://")):
-            cache = _redis_cache(config, None if choice == "redis" else choice)
-        else:
-            cache = next(filter(None, (factory(choice) for factory in _factories)), None)
-        if cache is None:
-            raise ConfigError(
-                f"config key 'cache' has the invalid value {config.cache!r}: "
-                "a redis:// URL, 'store' or 'memory' (Django cache aliases need qdjango)"
-            )
-        _caches[key] = cache
-        return cache
+def make_cache(config: Config) -> ResultCache:
+    """The cache ``config.cache`` names; by default the one the broker prefers.
 
-
-@on_reset
-def drop_caches() -> None:
-    with _lock:
-        _caches.clear()
+    ``qengine.runtime.get_cache`` keeps one per configuration.
+    """
+    choice = config.cache or broker_class(config).default_cache
+    if choice == "memory":
+        return MemoryCache()
+    if choice == "store":
+        return StoreCache(config.store)
+    if choice == "redis" or choice.startswith(REDIS_SCHEMES):
+        return _redis_cache(config, None if choice == "redis" else choice)
+    cache = next(filter(None, (factory(choice) for factory in _factories)), None)
+    if cache is None:
+        raise ConfigError(
+            f"config key 'cache' has the invalid value {config.cache!r}: "
+            "a redis:// URL, 'store' or 'memory' (Django cache aliases need qdjango)"
+        )
+    return cache

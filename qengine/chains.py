@@ -17,8 +17,8 @@ from .api import (
 )
 from .brokers import Broker
 from .cluster.monitor import iter_args_key
-from .config import get_config
-from .store import dumps, get_store
+from .runtime import get_config, get_store
+from .store import dumps
 from .task import Task, func_name, new_id
 
 __all__ = ["AsyncTask", "Chain", "Iter", "async_chain", "async_iter"]

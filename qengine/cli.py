@@ -7,8 +7,8 @@ import json
 import logging
 import sys
 
-from .config import get_config, set_config_file
 from .errors import QEngineError
+from .runtime import get_config, set_config_file
 
 __all__ = ["one_line", "qcluster_main", "qinfo_main"]
 

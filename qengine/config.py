@@ -1,4 +1,4 @@
-"""The validated configuration and the process-wide current one.
+"""The validated configuration: every key's type, default and check.
 
 Sources, strongest first: ``configure(**keys)``, environment variables
 ``QENGINE_<KEY>``, a TOML file (``QENGINE_CONFIG`` or ``--config-file``),
@@ -13,31 +13,19 @@ import difflib
 import json
 import os
 import re
-import threading
 import tomllib
 import warnings
 import zoneinfo
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigError
 from .task import NAME_LENGTH, storable
 
-__all__ = [
-    "DEFAULT_STORE",
-    "Config",
-    "ConfigWarning",
-    "configure",
-    "get_config",
-    "load_config",
-    "mask_url",
-    "on_reset",
-    "set_config_file",
-    "set_loader",
-]
+__all__ = ["DEFAULT_STORE", "Config", "ConfigWarning", "load_config", "mask_url"]
 
 DEFAULT_STORE = "sqlite:///qengine.sqlite3"
 ENV_PREFIX = "QENGINE_"
@@ -173,29 +161,6 @@ class Config:
         if isinstance(self.redis, dict):
             return "redis://"
         return self.store
-
-    @property
-    def broker_kind(self) -> str:
-        """'custom', 'sqs', 'mongo', 'orm', 'redis' or 'sql'."""
-        if self.broker_class:
-            return "custom"
-        if self.sqs is not None:
-            return "sqs"
-        if self.mongo is not None:
-            return "mongo"
-        if self.orm:
-            return "orm"
-        scheme = urlsplit(self.broker_url).scheme
-        if scheme in {"redis", "rediss", "unix"} or self.django_redis:
-            return "redis"
-        if scheme in {"mongodb", "mongodb+srv"}:
-            return "mongo"  # broker="mongodb://…" works like mongo="mongodb://…"
-        return "sql"
-
-    @property
-    def is_embedded(self) -> bool:
-        """True when broker and signing live in a local SQLite file (the zero-config default)."""
-        return self.broker_kind == "sql" and self.broker_url.startswith("sqlite")
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
@@ -561,16 +526,6 @@ def _parse_fallbacks(var: str, text: str) -> Any:
 
 # -- loading ------------------------------------------------------------------
 
-_config_file: str | None = None
-
-
-def set_config_file(path: str | os.PathLike[str] | None) -> None:
-    """Use this TOML file (``--config-file``) instead of ``QENGINE_CONFIG``."""
-    global _config_file
-    _config_file = os.fspath(path) if path is not None else None
-    _replace(None)
-
-
 def _read_file(path: str) -> dict[str, Any]:
     try:
         with Path(path).open("rb") as handle:
@@ -592,7 +547,7 @@ def load_config(
     """Merge defaults, the TOML file, the environment and ``overrides``, strongest last."""
     environ = os.environ if environ is None else environ
     merged: dict[str, Any] = {}
-    path = config_file or _config_file or environ.get(ENV_PREFIX + "CONFIG")
+    path = config_file or environ.get(ENV_PREFIX + "CONFIG")
     if path:
         merged.update(_read_file(path))
     for var, raw in environ.items():
@@ -607,88 +562,3 @@ def load_config(
         _check_keys(overrides, "configure()")
         merged.update(overrides)
     return Config(**merged)
-
-
-# -- the process-wide configuration -------------------------------------------
-
-_lock = threading.RLock()
-_current: Config | None = None
-_reset_hooks: list[Callable[[], None]] = []
-
-
-def on_reset(hook: Callable[[], None]) -> Callable[[], None]:
-    """Register ``hook`` to drop connections and caches when the configuration is replaced."""
-    _reset_hooks.append(hook)
-    return hook
-
-
-T = TypeVar("T")
-
-
-class PerConfig(Generic[T]):
-    """One object per configuration, built on first use and forgotten when it is replaced.
-
-    Keyed by identity, not equality: a configuration replaced by an equal one
-    still gets fresh connections, as ``configure()`` promises.
-    """
-
-    def __init__(self, build: Callable[[Config], T]) -> None:
-        self._build = build
-        self._made: dict[int, tuple[Config, T]] = {}
-        self._lock = threading.Lock()
-        on_reset(self.clear)
-
-    def __call__(self, config: Config) -> T:
-        with self._lock:
-            made = self._made.get(id(config))
-            if made is None or made[0] is not config:
-                made = (config, self._build(config))
-                self._made[id(config)] = made
-            return made[1]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._made.clear()
-
-
-def _replace(config: Config | None) -> None:
-    global _current
-    with _lock:
-        _current = config
-        for hook in _reset_hooks:
-            hook()
-
-
-def configure(config: Config | None = None, **keys: Any) -> Config:
-    """Replace the process-wide configuration.
-
-    Keys given here beat the environment and the config file. Connections
-    opened for the previous configuration are dropped.
-    """
-    new = config.replace(**keys) if config is not None else load_config(keys)
-    _replace(new)
-    return new
-
-
-_loader: Callable[[], Config] = load_config
-
-
-def set_loader(loader: Callable[[], Config] | None) -> None:
-    """Build the current configuration with ``loader`` from now on (None: the default).
-
-    A framework integration (qdjango) installs one that reads its settings,
-    so that nothing is read before the first use; the current configuration
-    is dropped and the loader runs on the next ``get_config()``.
-    """
-    global _loader
-    _loader = loader or load_config
-    _replace(None)
-
-
-def get_config() -> Config:
-    """The current configuration, loaded (environment, file, framework) on first use."""
-    global _current
-    with _lock:
-        if _current is None:
-            _current = _loader()
-        return _current

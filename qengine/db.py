@@ -38,7 +38,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
-from .config import mask_url, on_reset
+from .config import mask_url
 from .errors import ConfigError, StoreError
 from .task import NAME_LENGTH, PATH_LENGTH
 
@@ -338,7 +338,6 @@ def _immediate(engine: Engine) -> Engine:
     return engine.execution_options(sqlite_begin="IMMEDIATE")
 
 
-@on_reset
 def dispose_engines() -> None:
     """Close every pooled connection (new configuration, or a fresh child process)."""
     with _engines_lock:

@@ -17,9 +17,10 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from .config import Config, get_config
+from .config import Config
 from .db import get_engine, store_error
 from .errors import BrokerUnavailable, QEngineError
+from .runtime import get_config
 from .status import Stat
 
 __all__ = ["HAPPY_STATES", "check_servers", "health", "http_response"]

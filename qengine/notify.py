@@ -30,10 +30,12 @@ from typing import Any
 
 import redis
 
-from .config import Config, PerConfig
+from .config import Config
 from .errors import BrokerError, SignatureError
+from .redis_conn import client_setting, describe_client, redis_client, redis_errors
+from .signing import Signer
 
-__all__ = ["Notifier", "get_notifier", "notify_groups_safely", "notify_safely"]
+__all__ = ["Notifier", "notify_groups_safely", "notify_safely"]
 
 log = logging.getLogger(__name__)
 
@@ -100,27 +102,25 @@ class _Deadline:
 
 
 class Notifier:
-    def __init__(self, config: Config) -> None:
-        from .brokers.redis import client_setting, describe_client, redis_client
-        from .signing import Signer, resolve_secret
+    """Wakes callers waiting on task and group ids, through the broker's Redis.
 
+    ``signer`` is the configuration's signer salted for results
+    (``Signer.for_config(config, secret, purpose="result")``): a signed row can
+    never pass for a task package, nor the reverse. Old keys verify too: during
+    a key rotation a waiter on the other key still wakes.
+    """
+
+    def __init__(self, config: Config, signer: Signer) -> None:
         self.client = redis_client(config)
         self.where = describe_client(self.client)
         self.setting = client_setting(config)
         self.prefix = f"qengine:{config.name}"
-        # Its own salt: a signed row can never pass for a task package, nor the reverse.
-        # Old keys verify too: during a key rotation a waiter on the other key still wakes.
-        self.signer = Signer(
-            resolve_secret(config), f"{config.name}:result",
-            fallbacks=config.secret_key_fallbacks,
-        )  # fmt: skip
+        self.signer = signer
         self.script = self.client.register_script(_NOTIFY)
         self.group_script = self.client.register_script(_NOTIFY_GROUPS)
 
     def _errors(self, action: str) -> AbstractContextManager[None]:
         """Redis errors as ``BrokerUnavailable``/``BrokerError``: this is the broker's Redis."""
-        from .brokers.redis import redis_errors
-
         return redis_errors(self.where, action, self.setting)
 
     def _waiting(self, task_id: str) -> str:
@@ -271,16 +271,8 @@ class Notifier:
         return row if isinstance(row, dict) else None
 
 
-_notifier = PerConfig(Notifier)
-
-
-def get_notifier(config: Config) -> Notifier | None:
-    """The notifier when the broker is Redis, else None (callers poll)."""
-    return _notifier(config) if config.broker_kind == "redis" else None
-
-
 def notify_safely(
-    config: Config,
+    notifier: Notifier | None,
     task_ids: Sequence[str],
     rows: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> set[str]:
@@ -290,7 +282,6 @@ def notify_safely(
     it must never keep results from being acknowledged.
     """
     try:
-        notifier = get_notifier(config)
         if notifier is not None:
             return notifier.notify(task_ids, rows)
     except BrokerError:
@@ -300,10 +291,9 @@ def notify_safely(
     return set()
 
 
-def notify_groups_safely(config: Config, group_ids: Iterable[str]) -> None:
+def notify_groups_safely(notifier: Notifier | None, group_ids: Iterable[str]) -> None:
     """``Notifier.notify_groups``, with the same failure rules as ``notify_safely``."""
     try:
-        notifier = get_notifier(config)
         if notifier is not None:
             notifier.notify_groups(group_ids)
     except BrokerError:

@@ -26,8 +26,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from .config import Config, mask_url
 from .db import MetaRow, ScheduleRow, TaskRow, writing
 from .errors import StoreError
+from .runtime import get_store
 from .schedules import Schedule
-from .store import get_store, loads
+from .store import loads
 
 __all__ = [
     "ScheduleStatus",

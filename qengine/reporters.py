@@ -15,14 +15,13 @@ from __future__ import annotations
 import atexit
 import logging
 import re
-import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Protocol
 
-from .config import Config, on_reset
+from .config import Config
 from .errors import ConfigError
 from .store import loads
 from .task import Outcome, func_name
@@ -34,7 +33,8 @@ __all__ = [
     "FailureReport",
     "RollbarReporter",
     "SentryReporter",
-    "get_reporters",
+    "build_reporters",
+    "close_reporters",
     "report_failures",
 ]
 
@@ -279,35 +279,33 @@ def _build(name: str, settings: Any) -> ErrorReporter:
     return reporter  # type: ignore[no-any-return]
 
 
-_loaded: dict[int, tuple[Config, tuple[tuple[str, ErrorReporter], ...]]] = {}
-_lock = threading.Lock()
-
-
-def get_reporters(config: Config) -> tuple[tuple[str, ErrorReporter], ...]:
-    """The configured reporters by name, built on first use and kept for ``config``.
+def build_reporters(config: Config) -> tuple[tuple[str, ErrorReporter], ...]:
+    """The configured reporters by name (``qengine.runtime.get_reporters`` keeps them).
 
     Raises:
         ConfigError: a reporter is unknown, its library is not installed, or it
             rejected its settings; the message names the reporter and the fix.
     """
-    if not config.error_reporter:
-        return ()
-    with _lock:
-        cached = _loaded.get(id(config))
-        if cached is None or cached[0] is not config:
-            built: list[tuple[str, ErrorReporter]] = []
-            try:
-                for name, settings in config.error_reporter.items():
-                    built.append((name, _build(name, settings)))
-            except ConfigError:
-                _close([reporter for _, reporter in built])  # no half-built set is kept
-                raise
-            cached = (config, tuple(built))
-            _loaded[id(config)] = cached
-        return cached[1]
+    built: list[tuple[str, ErrorReporter]] = []
+    try:
+        for name, settings in config.error_reporter.items():
+            built.append((name, _build(name, settings)))
+    except ConfigError:
+        _close([reporter for _, reporter in built])  # no half-built set is kept
+        raise
+    return tuple(built)
 
 
-def report_failures(outcomes: Sequence[Outcome], config: Config) -> None:
+def close_reporters(reporters: Sequence[tuple[str, ErrorReporter]]) -> None:
+    """Let each reporter flush and release what it holds (the configuration is replaced)."""
+    _close([reporter for _, reporter in reporters])
+
+
+def report_failures(
+    outcomes: Sequence[Outcome],
+    config: Config,
+    reporters: Callable[[Config], Sequence[tuple[str, ErrorReporter]]],
+) -> None:
     """Send every failed outcome to every configured reporter.
 
     A failing reporter must not cost a result nor stop the monitor, so its
@@ -319,14 +317,14 @@ def report_failures(outcomes: Sequence[Outcome], config: Config) -> None:
     if not failed:
         return
     try:
-        reporters = get_reporters(config)
+        built = reporters(config)
     except ConfigError as exc:
         # A cluster checks this at start; sync mode and embedded callers learn it here.
         log.error("failed tasks are not reported: %s", exc)
         return
     for outcome in failed:
         failure = FailureReport.from_outcome(outcome)
-        for name, reporter in reporters:
+        for name, reporter in built:
             try:
                 reporter.report(failure)
             except Exception:
@@ -346,11 +344,3 @@ def _close(reporters: Sequence[ErrorReporter]) -> None:
             except Exception:
                 # Replacing the configuration must not fail on a plugin's cleanup.
                 log.warning("error reporter %r failed to close", reporter, exc_info=True)
-
-
-@on_reset
-def _drop() -> None:
-    with _lock:
-        dropped = [reporter for _, built in _loaded.values() for _, reporter in built]
-        _loaded.clear()
-    _close(dropped)

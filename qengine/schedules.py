@@ -45,9 +45,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from .config import MAX_INT, get_config, shown
+from .config import MAX_INT, shown
 from .db import ScheduleRow, get_engine
 from .errors import ScheduleError
+from .runtime import get_config
 from .task import NAME_LENGTH, PATH_LENGTH, Task, storable
 
 __all__ = [
@@ -154,7 +155,7 @@ class Schedule:
         """The last task this schedule created, if the store still has it."""
         if not self.task:
             return None
-        from .store import get_store  # the store pulls in the cache; only load it when asked
+        from .runtime import get_store  # the store pulls in the cache; only load it when asked
 
         return get_store().get(self.task)
 

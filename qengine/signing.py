@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import logging
 import pickle
-import secrets
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any, TypeVar, overload
@@ -26,10 +25,10 @@ from typing import Any, TypeVar, overload
 import cloudpickle
 import zstandard
 
-from .config import Config, PerConfig
-from .errors import ConfigError, PackageTooLarge, SignatureError
+from .config import Config
+from .errors import PackageTooLarge, SignatureError
 
-__all__ = ["Signer", "fast_dumps", "get_signer"]
+__all__ = ["Signer", "fast_dumps"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +95,21 @@ class Signer:
         self.compress = compress
         self.max_size = max_size
         self.max_unpacked = max_size * UNPACKED_FACTOR  # largest pickle a package expands to
+
+    @classmethod
+    def for_config(cls, config: Config, secret: str, purpose: str | None = None) -> Signer:
+        """The one way a configuration's signer is made: its keys, name and package limits.
+
+        ``purpose`` salts a signer for something other than task packages (``"result"``
+        for notifications), so that one kind of signed bytes never passes for the other.
+        """
+        return cls(
+            secret,
+            config.name if purpose is None else f"{config.name}:{purpose}",
+            compress=config.compress,
+            max_size=config.max_package_size,
+            fallbacks=config.secret_key_fallbacks,
+        )
 
     @staticmethod
     def _mac(key: bytes, head: bytes, body: bytes) -> bytes:
@@ -205,35 +219,3 @@ class Signer:
                 f"verified package could not be decompressed within the cap of {cap} bytes "
                 f"({UNPACKED_FACTOR} x max_package_size): {exc}"
             ) from exc
-
-
-def resolve_secret(config: Config) -> str:
-    """The signing secret: configured, or on the embedded default one kept in the SQLite file.
-
-    Raises:
-        ConfigError: no secret key is configured and the broker is not a local SQLite file.
-    """
-    if config.secret_key:
-        return config.secret_key
-    if not config.is_embedded:
-        raise ConfigError(
-            "config key 'secret_key' is not set: packages for a networked broker must be "
-            "signed with an explicit key (set QENGINE_SECRET_KEY or configure(secret_key=...))"
-        )
-    from .store import embedded_secret  # the store owns the SQLite file
-
-    return embedded_secret(config.broker_url, secrets.token_urlsafe(48))
-
-
-def _make_signer(config: Config) -> Signer:
-    return Signer(
-        resolve_secret(config),
-        config.name,
-        compress=config.compress,
-        max_size=config.max_package_size,
-        fallbacks=config.secret_key_fallbacks,
-    )
-
-
-get_signer = PerConfig(_make_signer)
-"""The signer for a configuration's keys, cluster name and package settings (one per config)."""

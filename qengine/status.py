@@ -11,16 +11,16 @@ from __future__ import annotations
 import json
 import socket
 import time
-from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from .config import Config, PerConfig, get_config
-from .db import StatRow, get_engine, store_error, writing
+from .config import Config
+from .db import ScheduleRow, TaskRow, store_error
+from .runtime import get_broker, get_config, get_stats, get_store
 
 __all__ = ["STATES", "Stat", "Summary", "summary", "task_rate"]
 
@@ -86,10 +86,10 @@ class Stat:
     def save(self, config: Config) -> None:
         """Publish this snapshot for ``TTL_S`` seconds."""
         self.timestamp = time.time()
-        _backend(config).put(self)
+        get_stats(config).put(self.name, self.cluster_id, self.to_json(), TTL_S)
 
     def clear(self, config: Config) -> None:
-        _backend(config).remove(self.name, self.cluster_id)
+        get_stats(config).remove(self.name, self.cluster_id)
 
     @classmethod
     def get(cls, cluster_id: str, config: Config | None = None) -> Stat | None:
@@ -102,91 +102,8 @@ class Stat:
     def get_all(cls, config: Config | None = None) -> list[Stat]:
         """Every live cluster of this configuration's cluster name."""
         config = config or get_config()
-        return sorted(_backend(config).all(config.name), key=lambda s: (s.host, s.cluster_id))
-
-
-class _RedisStats:
-    """Snapshots on the broker's Redis; its failures raise ``BrokerUnavailable``/``BrokerError``."""
-
-    def __init__(self, config: Config) -> None:
-        from .brokers.redis import client_setting, describe_client, redis_client
-
-        self.client = redis_client(config)
-        self.where, self.setting = describe_client(self.client), client_setting(config)
-
-    def errors(self, action: str) -> AbstractContextManager[None]:
-        from .brokers.redis import redis_errors
-
-        return redis_errors(self.where, action, self.setting)
-
-    @staticmethod
-    def key(name: str, cluster_id: str) -> str:
-        return f"qengine:{name}:stat:{cluster_id}"
-
-    def put(self, stat: Stat) -> None:
-        with self.errors("publish cluster status"):
-            self.client.set(self.key(stat.name, stat.cluster_id), stat.to_json(), ex=TTL_S)
-
-    def remove(self, name: str, cluster_id: str) -> None:
-        with self.errors("clear cluster status"):
-            self.client.delete(self.key(name, cluster_id))
-
-    def all(self, name: str) -> list[Stat]:
-        with self.errors("read cluster status"):
-            keys = list(self.client.scan_iter(match=self.key(name, "*"), count=100))
-            values = self.client.mget(keys) if keys else []
-        return [Stat.from_json(v) for v in values if v]
-
-
-class _StoreStats:
-    def __init__(self, config: Config) -> None:
-        self.url = config.store
-
-    @staticmethod
-    def key(name: str, cluster_id: str) -> str:
-        return f"{name}:{cluster_id}"
-
-    def put(self, stat: Stat) -> None:
-        key = self.key(stat.name, stat.cluster_id)
-        expires = datetime.now(UTC) + timedelta(seconds=TTL_S)
-        try:
-            with writing(get_engine(self.url)) as conn:
-                conn.execute(delete(StatRow).where(StatRow.cluster_id == key))
-                conn.execute(
-                    insert(StatRow),
-                    {"cluster_id": key, "data": stat.to_json(), "expires": expires},
-                )
-        except SQLAlchemyError as exc:
-            raise store_error(self.url, "publish cluster status", exc) from exc
-
-    def remove(self, name: str, cluster_id: str) -> None:
-        key = self.key(name, cluster_id)
-        try:
-            with writing(get_engine(self.url)) as conn:
-                conn.execute(delete(StatRow).where(StatRow.cluster_id == key))
-        except SQLAlchemyError as exc:
-            raise store_error(self.url, "clear cluster status", exc) from exc
-
-    def all(self, name: str) -> list[Stat]:
-        now = datetime.now(UTC)
-        try:
-            with writing(get_engine(self.url)) as conn:
-                conn.execute(delete(StatRow).where(StatRow.expires < now))
-                rows = conn.scalars(
-                    select(StatRow.data).where(StatRow.cluster_id.startswith(f"{name}:"))
-                ).all()
-        except SQLAlchemyError as exc:
-            raise store_error(self.url, "read cluster status", exc) from exc
-        return [Stat.from_json(row) for row in rows]
-
-
-def _make_backend(config: Config) -> _RedisStats | _StoreStats:
-    return _RedisStats(config) if config.broker_kind == "redis" else _StoreStats(config)
-
-
-_backend = PerConfig(_make_backend)
-"""One backend per configuration: a cluster publishes every guard cycle and a monitor
-reads every refresh, and a new Redis client each time meant a new connection each time."""
+        stats = [Stat.from_json(text) for text in get_stats(config).all(config.name)]
+        return sorted(stats, key=lambda s: (s.host, s.cluster_id))
 
 
 # -- the qinfo summary -------------------------------------------------------------------
@@ -243,25 +160,14 @@ def summary(config: Config | None = None) -> Summary:
     """Compute the qinfo figures: clusters from their snapshots, tasks from the store."""
     from sqlalchemy import func
 
-    from .brokers import get_broker
-    from .db import ScheduleRow, TaskRow
-    from .store import get_store
-
     config = config or get_config()
     stats = Stat.get_all(config)
     store = get_store(config)
     since = datetime.now(UTC) - timedelta(days=1)
-    # The process's shared broker when it fits; a broker made here is closed here, so
-    # a monitor refreshing every second does not open a connection per refresh.
-    shared = config is get_config()
-    broker = get_broker() if shared else get_broker(config)
     try:
-        queued = broker.queue_size()
+        queued = get_broker(config).queue_size()
     except Exception:  # an unreachable broker shows as zero queued, not as a crash
         queued = 0
-    finally:
-        if not shared:
-            broker.close()
     try:
         with store.engine.connect() as conn:
             schedules = int(conn.scalar(select(func.count()).select_from(ScheduleRow)) or 0)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
-import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -26,14 +25,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from .cache import ResultCache, get_cache
-from .config import Config, get_config, mask_url, on_reset
+from .cache import ResultCache, make_cache
+from .config import Config, mask_url
 from .db import MetaRow, TaskRow, get_engine, store_error, writing
 from .errors import StoreError
 from .signing import fast_dumps
 from .task import PATH_LENGTH, Outcome, Task, func_name
 
-__all__ = ["ResultStore", "dumps", "embedded_secret", "get_store", "loads", "task_from_values"]
+__all__ = ["ResultStore", "dumps", "embedded_secret", "loads", "task_from_values"]
 
 log = logging.getLogger(__name__)
 
@@ -200,9 +199,15 @@ def _pg_batch_upsert() -> TextClause:
 class ResultStore:
     """Tasks in ``q_task`` of a SQL database, plus the cache for ``cached=`` results."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self, config: Config, cache: Callable[[], ResultCache] | None = None
+    ) -> None:
+        """``cache`` gives the shared result cache (``qengine.runtime.get_cache``); without
+        it the store makes its own on first use."""
         self.config = config
         self.url = config.store
+        self._get_cache = cache
+        self._own_cache: ResultCache | None = None
 
     @property
     def engine(self) -> Engine:
@@ -211,7 +216,11 @@ class ResultStore:
 
     @property
     def cache(self) -> ResultCache:
-        return get_cache(self.config)
+        if self._get_cache is not None:
+            return self._get_cache()
+        if self._own_cache is None:
+            self._own_cache = make_cache(self.config)
+        return self._own_cache
 
     def _error(self, exc: SQLAlchemyError, action: str) -> StoreError:
         return store_error(self.url, action, exc)
@@ -460,26 +469,6 @@ class ResultStore:
         self.cache.delete(self.cache_key(task_id))
 
 
-_stores: dict[int, ResultStore] = {}
-_lock = threading.Lock()
-
-
-def get_store(config: Config | None = None) -> ResultStore:
-    """The store of ``config`` (default: the current configuration), one per configuration."""
-    config = config or get_config()
-    with _lock:
-        store = _stores.get(id(config))
-        if store is None or store.config is not config:
-            store = _stores[id(config)] = ResultStore(config)
-        return store
-
-
-@on_reset
-def _drop_stores() -> None:
-    with _lock:
-        _stores.clear()
-
-
 def embedded_secret(url: str, candidate: str) -> str:
     """The signing secret kept in the embedded SQLite file, stored there on first use.
 
@@ -503,7 +492,3 @@ def embedded_secret(url: str, candidate: str) -> str:
     except IntegrityError:  # another process stored one first: use theirs
         with engine.connect() as conn:
             return str(conn.scalar(select(MetaRow.value).where(MetaRow.key == "secret_key")))
-
-
-def save_outcomes(outcomes: Iterable[Outcome], config: Config | None = None) -> None:
-    get_store(config).save_outcomes(list(outcomes))

@@ -215,7 +215,23 @@ class Failure(Task):
         return _store().list_tasks(success=False, limit=limit, **filters)
 
 
-def _store() -> ResultStore:
-    from .store import get_store
+_store_locator: Callable[[], ResultStore] | None = None
 
-    return get_store()
+
+def set_store_locator(locator: Callable[[], ResultStore]) -> None:
+    """Let ``Task``'s queries find the current store.
+
+    The store builds ``Task`` objects, so this module cannot import it; the
+    runtime, which owns the current configuration, installs the locator.
+    """
+    global _store_locator
+    _store_locator = locator
+
+
+def _store() -> ResultStore:
+    if _store_locator is None:
+        raise RuntimeError(
+            "Task queries need the engine's runtime: import qengine.runtime (importing "
+            "Task from qengine, not qengine.task, does this)"
+        )
+    return _store_locator()

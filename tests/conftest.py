@@ -17,6 +17,7 @@ import redis
 import sqlalchemy as sa
 
 import qengine
+import qengine.runtime
 from qengine.config import ENV_PREFIX
 from qengine.db import Base, get_engine, normalize_url
 from tests.servers import mongo_server, sqs_server  # noqa: F401 - session fixtures
@@ -53,10 +54,10 @@ def fresh_config(tmp_path, monkeypatch) -> Iterator[None]:
     for var in list(os.environ):
         if var.startswith(ENV_PREFIX) and not var.startswith(ENV_PREFIX + "TEST_"):
             monkeypatch.delenv(var)
-    monkeypatch.setattr(qengine.config, "_config_file", None)
+    monkeypatch.setattr(qengine.runtime, "_config_file", None)
     qengine.configure(store=f"sqlite:///{tmp_path}/qengine.sqlite3")
     yield
-    qengine.config._replace(None)
+    qengine.runtime.reset()
 
 
 @pytest.fixture

@@ -20,9 +20,10 @@ from typing import Any, TypeVar
 
 import qengine
 from qengine import queries
-from qengine.brokers import Broker, get_broker
-from qengine.config import Config, get_config, mask_url, set_config_file
+from qengine.brokers import Broker, broker_class
+from qengine.config import Config, mask_url
 from qengine.lifecycle import thread_connections
+from qengine.runtime import get_config, new_broker, set_config_file
 from qengine.schedules import Schedule
 from qengine.status import Stat, summary
 
@@ -162,7 +163,7 @@ class Source:
     @property
     def status_part(self) -> str:
         """Where cluster snapshots live: Redis when the broker is Redis, else the store."""
-        return BROKER if self.config.broker_kind == "redis" else STORE
+        return BROKER if broker_class(self.config).publishes_status else STORE
 
     def describe(self) -> str:
         """Cluster name, broker and store for the title bar, passwords masked."""
@@ -182,11 +183,11 @@ class Source:
                 log.debug("closing the broker failed: %s", exc)
 
     def _get_broker(self) -> Broker:
-        # One broker for the monitor's life: get_broker(config) builds a new one (and a new
-        # connection pool) per call, and the queue is measured every second.
+        # One broker for the monitor's life, its own (closed with the monitor): the queue
+        # is measured every second.
         with self._broker_lock:
             if self._broker is None:
-                self._broker = get_broker(self.config)
+                self._broker = new_broker(self.config)
             return self._broker
 
     # -- reading -----------------------------------------------------------------------

@@ -1,18 +1,53 @@
-"""Brokers: pick the one the configuration names (``get_broker``)."""
+"""Brokers, registered by kind: each kind says which configurations select it.
+
+A new broker is one module and one ``register_broker`` call; nothing outside
+this package asks which kind of broker a configuration has. What the rest
+of the engine needs to know of a broker (may it enqueue inside the store's
+transaction, does it notify waiters, where do clusters publish status…) it
+asks the broker class (``broker_class(config)``), whose base class answers
+for brokers that do not say.
+"""
 
 from __future__ import annotations
 
 import importlib
-import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from ..config import Config, get_config, on_reset
+from ..config import Config
 from ..errors import ConfigError
+from ..redis_conn import is_redis_url
 from .base import Broker, Delivery
 
-__all__ = ["Broker", "Delivery", "get_broker"]
+__all__ = ["Broker", "BrokerKind", "Delivery", "broker_class", "make_broker", "register_broker"]
 
-_shared: dict[int, Broker] = {}
-_lock = threading.Lock()
+
+@dataclass(frozen=True, slots=True)
+class BrokerKind:
+    """A kind of broker: its name, which configurations select it, and how to load it."""
+
+    name: str
+    matches: Callable[[Config], bool]
+    """True for a configuration that selects this kind (a URL scheme, a key that is set…)."""
+    load: Callable[[], type[Broker]]
+    """Imports the class on first use: optional client libraries load only when chosen."""
+
+
+_kinds: list[BrokerKind] = []
+
+
+def register_broker(
+    name: str,
+    matches: Callable[[Config], bool],
+    load: Callable[[], type[Broker]] | type[Broker],
+) -> None:
+    """Make the broker ``load`` gives the one for every configuration ``matches`` accepts.
+
+    Kinds are tried newest first, so a registration can claim a URL scheme
+    before the SQL broker, which takes every URL nobody else claims.
+    """
+    loader = load if not isinstance(load, type) else (lambda: load)
+    _kinds.insert(0, BrokerKind(name, matches, loader))  # type: ignore[arg-type]
 
 
 def _load_class(path: str) -> type[Broker]:
@@ -31,66 +66,91 @@ def _load_class(path: str) -> type[Broker]:
     return cls
 
 
-def make_broker(config: Config, list_key: str | None = None) -> Broker:
-    """A new broker instance for ``config`` (its own connections)."""
-    kind = config.broker_kind
-    if kind == "custom":
-        assert config.broker_class is not None
-        broker: Broker = _load_class(config.broker_class)(config, list_key)
-        return broker
-    if kind == "redis":
-        from .redis import RedisBroker
+def broker_kind(config: Config) -> BrokerKind:
+    """The registered kind that ``config`` selects (``broker_class`` names no kind)."""
+    for kind in _kinds:
+        if kind.matches(config):
+            return kind
+    raise ConfigError(f"no broker is registered for {config.broker_url!r}")  # the SQL one takes all
 
-        return RedisBroker(config, list_key)
-    if kind == "sqs":
-        try:
-            from .sqs import SQSBroker
-        except ImportError as exc:
-            raise ConfigError(
-                f"config key 'sqs' needs boto3, which cannot be imported ({exc}): "
-                "pip install 'qengine[sqs]'"
-            ) from exc
-        return SQSBroker(config, list_key)
-    if kind == "mongo":
-        try:
-            from .mongo import MongoBroker
-        except ImportError as exc:
-            raise ConfigError(
-                f"config key 'mongo' needs pymongo, which cannot be imported ({exc}): "
-                "pip install 'qengine[mongo]'"
-            ) from exc
-        return MongoBroker(config, list_key)
-    if kind == "orm" and not config.broker:
-        # qdjango resolves the alias into ``broker`` (that database's URL); then it is SQL.
-        raise ConfigError(
-            "config key 'orm' names a Django database: the orm broker needs qdjango "
-            "(add 'qdjango' to INSTALLED_APPS), or set 'broker' to a database URL instead"
-        )
+
+def broker_class(config: Config) -> type[Broker]:
+    """The class of ``config``'s broker: ``broker_class`` if set, else the kind it selects."""
+    if config.broker_class:
+        return _load_class(config.broker_class)
+    return broker_kind(config).load()
+
+
+def make_broker(config: Config, list_key: str | None = None) -> Broker:
+    """A new broker instance for ``config`` with its own connections (see ``qengine.runtime``)."""
+    return broker_class(config)(config, list_key)
+
+
+# -- the built-in kinds, weakest claim first (later registrations are tried first) ----
+
+
+def _sql() -> type[Broker]:
     from .sql import SQLBroker
 
-    return SQLBroker(config, list_key)
+    return SQLBroker
 
 
-def get_broker(config: Config | None = None, list_key: str | None = None) -> Broker:
-    """The broker of ``config`` (default: the current configuration).
-
-    Without arguments one instance is shared per configuration, so repeated
-    ``async_task`` calls reuse its connections.
-    """
-    if config is not None or list_key is not None:
-        return make_broker(config or get_config(), list_key)
-    current = get_config()
-    with _lock:
-        broker = _shared.get(id(current))
-        if broker is None:
-            _shared.clear()
-            broker = _shared[id(current)] = make_broker(current)
-        return broker
+def _orm() -> type[Broker]:
+    raise ConfigError(
+        "config key 'orm' names a Django database: the orm broker needs qdjango "
+        "(add 'qdjango' to INSTALLED_APPS), or set 'broker' to a database URL instead"
+    )
 
 
-@on_reset
-def _drop_shared() -> None:
-    with _lock:
-        for broker in _shared.values():
-            broker.close()
-        _shared.clear()
+def _redis() -> type[Broker]:
+    from .redis import RedisBroker
+
+    return RedisBroker
+
+
+def _needs(extra: str, key: str, library: str, load: Callable[[], type[Broker]]) -> type[Broker]:
+    try:
+        return load()
+    except ImportError as exc:
+        raise ConfigError(
+            f"config key {key!r} needs {library}, which cannot be imported ({exc}): "
+            f"pip install 'qengine[{extra}]'"
+        ) from exc
+
+
+def _mongo() -> type[Broker]:
+    def load() -> type[Broker]:
+        from .mongo import MongoBroker
+
+        return MongoBroker
+
+    return _needs("mongo", "mongo", "pymongo", load)
+
+
+def _sqs() -> type[Broker]:
+    def load() -> type[Broker]:
+        from .sqs import SQSBroker
+
+        return SQSBroker
+
+    return _needs("sqs", "sqs", "boto3", load)
+
+
+register_broker("sql", lambda config: True, _sql)
+register_broker(
+    "redis",
+    lambda config: bool(config.django_redis) or is_redis_url(config.broker_url),
+    _redis,
+)
+# qdjango resolves the alias into ``broker`` (that Django database, through the SQL
+# broker); unresolved, the key is an error.
+register_broker("orm", lambda config: bool(config.orm) and bool(config.broker), _sql)
+register_broker("orm", lambda config: bool(config.orm) and not config.broker, _orm)
+# broker="mongodb://…" works like mongo="mongodb://…".
+register_broker(
+    "mongo",
+    lambda config: config.mongo is not None
+    or config.broker_url.startswith(("mongodb://", "mongodb+srv://")),
+    _mongo,
+)
+register_broker("sqs", lambda config: config.sqs is not None, _sqs)

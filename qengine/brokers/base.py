@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from ..config import Config
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from ..snapshots import SnapshotStore
 
 __all__ = ["Broker", "Delivery"]
 
@@ -41,6 +46,57 @@ class Broker(ABC):
     Short, so a stop is noticed quickly; a broker whose empty receives cost
     requests (SQS) asks for a longer one.
     """
+
+    # -- what the rest of the engine asks of a broker (answered here for most) -----------
+
+    notifies_results: ClassVar[bool] = False
+    """Whether callers waiting for a result can be woken through this broker's server
+    (``qengine.notify``); else they poll the store."""
+
+    publishes_status: ClassVar[bool] = False
+    """Whether clusters publish their status snapshots on this broker's server (see
+    ``status_backend``); else in the store."""
+
+    keeps_queue_in_sql: ClassVar[bool] = False
+    """Whether the queue is rows of ``q_queue`` in a SQL database (the broker's URL), which
+    a Django admin can list and an unfinished task can be found in by id."""
+
+    product: ClassVar[str | None] = None
+    """The server's name for people ("Redis"); None shows the broker's URL instead."""
+
+    default_cache: ClassVar[str] = "store"
+    """Where cached results live when ``cache`` is not set: ``"store"`` or ``"redis"``
+    (this broker's Redis)."""
+
+    @classmethod
+    def status_backend(cls, config: Config) -> SnapshotStore:
+        """Where clusters publish their status snapshots: the store unless the broker offers."""
+        from ..snapshots import StoreSnapshots
+
+        return StoreSnapshots(config)
+
+    @classmethod
+    def embedded_secret_url(cls, config: Config) -> str | None:
+        """The local database that may keep a generated ``secret_key``, when there is one.
+
+        Only a broker that never leaves this machine (the SQL broker on a SQLite
+        file) may run without a configured key: see ``qengine.runtime.secret_key``.
+        """
+        del config
+        return None
+
+    def enqueues_with(self, store_url: str) -> bool:
+        """Whether ``enqueue_in`` can queue a package inside a transaction of ``store_url``.
+
+        The scheduler then claims a slot and queues its task in one transaction;
+        other brokers get ``enqueue_unique`` after the claim.
+        """
+        del store_url
+        return False
+
+    def enqueue_in(self, conn: Connection, package: bytes) -> str:
+        """Enqueue inside the caller's open transaction (only where ``enqueues_with`` says so)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot enqueue inside a transaction")
 
     def __init__(self, config: Config, list_key: str | None = None) -> None:
         self.config = config

@@ -97,6 +97,8 @@ class MongoBroker(Broker):
     clocks of all clusters in sync.
     """
 
+    product = "MongoDB"
+
     package_limit_bytes = MAX_DOCUMENT_BYTES - _DOCUMENT_OVERHEAD
 
     def __init__(

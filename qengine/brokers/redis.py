@@ -8,30 +8,27 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
+from collections.abc import Iterable
+from contextlib import AbstractContextManager, suppress
 from typing import Any
 
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from ..config import Config, mask_url
-from ..errors import BrokerError, BrokerUnavailable, ConfigError, QEngineError
+from ..errors import BrokerError
+from ..redis_conn import (
+    client_setting,
+    client_url,
+    describe_pool,
+    redis_client,
+    redis_errors,
+    uses_provided_client,
+)
+from ..snapshots import RedisSnapshots, SnapshotStore
 from .base import UNIQUE_TTL_S, Broker, Delivery
 
-__all__ = [
-    "ClientProvider",
-    "RedisBroker",
-    "client_setting",
-    "describe_client",
-    "redis_client",
-    "redis_errors",
-    "register_client_provider",
-]
+__all__ = ["RedisBroker"]
 
 log = logging.getLogger(__name__)
 
@@ -96,148 +93,6 @@ return removed
 """
 
 
-def _default_retry() -> Retry:
-    """A few quick reconnects: enough to ride out a restart or a stale pooled connection.
-
-    redis-py's own defaults differ between ``Redis(...)`` (ten retries, seconds of
-    backoff) and ``from_url`` (none); one policy makes both forms behave alike and
-    keeps an unreachable server from stalling ``ping`` for long.
-    """
-    return Retry(ExponentialBackoff(cap=0.25, base=0.02), 3)
-
-
-def _client_url(config: Config, url: str | None = None) -> str | None:
-    """The URL ``redis_client`` connects to, or None when it uses the ``redis`` dict."""
-    url = url or (config.broker if config.broker_kind == "redis" and config.broker else None)
-    if url is None and isinstance(config.redis, str):
-        url = config.redis
-    return url
-
-
-def client_setting(config: Config) -> str:
-    """The configuration key that names the server ``redis_client(config)`` connects to.
-
-    Errors tell the user which key to check; the order is ``redis_client``'s.
-    """
-    if uses_provided_client(config):
-        return "django_redis"
-    if config.broker_kind == "redis" and config.broker:
-        return "broker"
-    return "redis"
-
-
-ClientProvider = Callable[[str], redis.Redis | None]
-"""Returns the client of a named connection it knows (e.g. a django-redis cache), else None."""
-
-_providers: list[ClientProvider] = []
-
-
-def register_client_provider(provider: ClientProvider) -> None:
-    """Let an integration resolve ``django_redis`` names into clients of its own pools.
-
-    The engine cannot import Django, so qdjango registers the function that
-    turns a cache alias into that cache's client; sharing its pool keeps a
-    project at the number of Redis connections it already budgets for.
-    """
-    if provider not in _providers:
-        _providers.append(provider)
-
-
-def _provided_client(name: str) -> redis.Redis:
-    for provider in _providers:
-        client = provider(name)
-        if client is not None:
-            return client
-    raise ConfigError(
-        f"config key 'django_redis' has the value {name!r}, but nothing provides that "
-        "connection: it names a django-redis cache of a Django project using qdjango"
-    )
-
-
-def uses_provided_client(config: Config, url: str | None = None) -> bool:
-    """Whether ``redis_client`` hands out a shared client (one it must not close)."""
-    return url is None and bool(config.django_redis)
-
-
-def redis_client(config: Config, url: str | None = None) -> redis.Redis:
-    """A Redis client from ``url``, else the ``django_redis`` connection, else the ``broker``
-    URL, else the ``redis`` dict or URI.
-
-    A ``django_redis`` client belongs to its provider's pool: close it, never its pool.
-    """
-    if uses_provided_client(config, url):
-        assert config.django_redis is not None
-        return _provided_client(config.django_redis)
-    url = _client_url(config, url)
-    if url:
-        return redis.Redis.from_url(url, retry=_default_retry())
-    options: dict[str, Any] = {"host": "localhost", "port": 6379, "db": 0}
-    if isinstance(config.redis, dict):
-        options.update(config.redis)
-    # redis-py 3 names kept by the spec's defaults but no longer accepted by redis-py 5+.
-    options.pop("charset", None)
-    options.pop("errors", None)
-    options.setdefault("retry", _default_retry())
-    return redis.Redis(**options)
-
-
-def _describe(pool: redis.ConnectionPool) -> str:
-    """A URL for messages naming where ``pool`` connects, its password masked."""
-    kwargs = pool.connection_kwargs
-    auth = ""
-    if kwargs.get("password"):
-        auth = f"{kwargs.get('username') or ''}:********@"
-    if kwargs.get("path"):
-        return f"unix://{auth}{kwargs['path']}?db={kwargs.get('db', 0)}"
-    scheme = "rediss" if issubclass(pool.connection_class, redis.SSLConnection) else "redis"
-    host = kwargs.get("host", "localhost")
-    return f"{scheme}://{auth}{host}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
-
-
-def describe_client(client: redis.Redis) -> str:
-    """Where ``client`` connects, as a URL for messages, its password masked."""
-    return _describe(client.connection_pool)
-
-
-@contextmanager
-def redis_errors(
-    where: str,
-    action: str,
-    setting: str | None,
-    *,
-    unavailable: type[QEngineError] = BrokerUnavailable,
-    failed: type[QEngineError] = BrokerError,
-) -> Iterator[None]:
-    """Raise redis-py's errors in the block as ours, naming the server and what to check.
-
-    The one wording of Redis failures: the broker's, notifications', cluster
-    status' and the cache's.
-
-    Args:
-        where: the server as a URL, password masked (``describe_client``).
-        action: what was being done, to complete "cannot be reached to ...".
-        setting: the configuration key that names the server (``client_setting``),
-            or None for a connection the caller passed in.
-        unavailable: raised when the server cannot be reached (refused, timed out,
-            authentication failed).
-        failed: raised for any other Redis error.
-    """
-    try:
-        yield
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        names = f" and that {setting!r} names it" if setting else ""
-        raise unavailable(
-            f"Redis at {where} cannot be reached to {action}: {_one_line(exc)} "
-            f"(check that Redis is running there{names})"
-        ) from exc
-    except RedisError as exc:
-        raise failed(f"Redis at {where} failed to {action}: {_one_line(exc)}") from exc
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
-
-
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -251,6 +106,15 @@ class RedisBroker(Broker):
     claim it, which is how the work of a dead cluster is delivered again.
     Acknowledged entries are deleted, so the stream only holds live packages.
     """
+
+    notifies_results = True
+    publishes_status = True
+    product = "Redis"
+    default_cache = "redis"
+
+    @classmethod
+    def status_backend(cls, config: Config) -> SnapshotStore:
+        return RedisSnapshots(config)
 
     def __init__(
         self,
@@ -285,8 +149,8 @@ class RedisBroker(Broker):
             client = redis.Redis(connection_pool=pool)
             self._owns_client = True
         self.connection = client
-        url = _client_url(config) if own_url else None
-        self.url = mask_url(url) if url else _describe(pool)
+        url = client_url(config) if own_url else None
+        self.url = mask_url(url) if url else describe_pool(pool)
         self._setting = client_setting(config) if connection is None else None
         self.stream = f"qengine:{self.list_key}:stream"
         self.group = f"qengine:{self.list_key}"

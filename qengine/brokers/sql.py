@@ -91,6 +91,8 @@ class SQLBroker(Broker):
     Lease times come from this host's clock; keep the clocks of all clusters in sync.
     """
 
+    keeps_queue_in_sql = True
+
     def __init__(
         self,
         config: Config,
@@ -199,6 +201,14 @@ class SQLBroker(Broker):
         return self._transaction(
             "enqueue to", lambda conn: self._insert(conn, package), single=True
         )
+
+    @classmethod
+    def embedded_secret_url(cls, config: Config) -> str | None:
+        url = config.broker_url
+        return url if url.startswith("sqlite") else None
+
+    def enqueues_with(self, store_url: str) -> bool:
+        return normalize_url(self.config.broker_url) == normalize_url(store_url)
 
     def enqueue_in(self, conn: Connection, package: bytes) -> str:
         """Enqueue inside the caller's open transaction on the broker's database.

@@ -121,6 +121,8 @@ class SQSBroker(Broker):
     own chain (environment, shared files, instance role).
     """
 
+    product = "Amazon SQS"
+
     receive_wait_s = 1.0
     """One long poll per pusher round: an idle cluster makes two requests a second
     (the poll and a last look at its deadline), not one every ``poll`` seconds."""

@@ -24,13 +24,11 @@ import psutil
 
 from .. import lifecycle
 from ..brokers import make_broker
-from ..config import Config, get_config
+from ..config import Config
 from ..errors import BrokerError
 from ..notify import notify_groups_safely, notify_safely
-from ..reporters import get_reporters
-from ..signing import get_signer, resolve_secret
+from ..runtime import get_config, get_notifier, get_reporters, get_signer, get_store, secret_key
 from ..status import Stat
-from ..store import get_store
 from .guard import Guard
 from .monitor import Monitor, failed_outcome
 from .pool import WorkerPool, batch_sizes
@@ -187,7 +185,7 @@ class Cluster:
         config = self.config
         log.info("%s starting.", self.label)
         self.signer = get_signer(config)
-        self.secret = resolve_secret(config)
+        self.secret = secret_key(config)
         self.broker = make_broker(config)
         self.store = get_store(config)
         # A bad error_reporter stops the start, not the monitor at the first failed task.
@@ -342,11 +340,11 @@ class Cluster:
         self, task_ids: list[str], rows: dict[str, dict[str, Any]]
     ) -> set[str]:
         """Wake callers waiting for these results (Redis brokers; see ``qengine.notify``)."""
-        return notify_safely(self.config, task_ids, rows)
+        return notify_safely(get_notifier(self.config), task_ids, rows)
 
     def notify_groups(self, group_ids: set[str]) -> None:
         """Wake callers waiting on these groups (Redis brokers; see ``qengine.notify``)."""
-        notify_groups_safely(self.config, group_ids)
+        notify_groups_safely(get_notifier(self.config), group_ids)
 
     def restart_thread(self, name: str) -> None:
         self.reincarnations += 1

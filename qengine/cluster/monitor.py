@@ -21,8 +21,9 @@ from .. import lifecycle
 from ..config import Config
 from ..errors import BrokerError, StoreError
 from ..reporters import report_failures
+from ..runtime import get_reporters, get_store
 from ..signals import SENDER, post_execute
-from ..store import ResultStore, dumps, get_store, loads, outcome_task
+from ..store import ResultStore, dumps, loads, outcome_task
 from ..task import Outcome, Task, TaskMessage
 from .worker import resolve
 
@@ -120,6 +121,11 @@ Notify = Callable[..., set[str]]
 committed rows; returns the ids it woke (see ``qengine.notify``)."""
 
 
+def report_to_reporters(outcomes: Sequence[Outcome], config: Config) -> None:
+    """Hand failed outcomes to ``config``'s error reporters (see ``report_failures``)."""
+    report_failures(outcomes, config, get_reporters)
+
+
 def finish(
     outcomes: Sequence[Outcome],
     config: Config,
@@ -128,7 +134,7 @@ def finish(
     store: ResultStore | None = None,
     notify: Notify | None = None,
     notify_groups: Callable[[set[str]], None] | None = None,
-    report: Callable[[Sequence[Outcome], Config], None] = report_failures,
+    report: Callable[[Sequence[Outcome], Config], None] = report_to_reporters,
 ) -> None:
     """Save or cache a batch of outcomes, wake waiters, report failures, run hooks and chains.
 

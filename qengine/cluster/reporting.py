@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from ..config import Config
 from ..reporters import report_failures
+from ..runtime import get_reporters
 from ..task import Outcome
 
 __all__ = ["ReportingThread"]
@@ -78,7 +79,7 @@ class ReportingThread:
             if failed is None:
                 return
             try:
-                report_failures(failed, self.config)
+                report_failures(failed, self.config, get_reporters)
             except Exception:  # report_failures logs plugin errors; this is a last guard
                 log.exception("reporting %d failure(s) failed", len(failed))
             finally:

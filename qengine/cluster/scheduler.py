@@ -12,7 +12,6 @@ from sqlalchemy import Connection
 
 from .. import lifecycle
 from ..api import prepare
-from ..db import normalize_url
 from ..schedules import Schedule, claim_due, seconds_until_due
 from ..task import new_id
 
@@ -87,7 +86,7 @@ class Scheduler:
         if self._same_database:
             # The claim holds SQLite's write lock: enqueue through its transaction (which
             # also makes the enqueue atomic with the claim on any database).
-            cluster.broker.enqueue_in(conn, package)  # type: ignore[attr-defined]
+            cluster.broker.enqueue_in(conn, package)
         elif cluster.broker.enqueue_unique(package, message.id) is None:
             log.warning(
                 "%s: schedule %s slot %s was queued already (a claim that failed to commit); "
@@ -102,9 +101,4 @@ class Scheduler:
 
     @property
     def _same_database(self) -> bool:
-        config = self.cluster.config
-        return (
-            hasattr(self.cluster.broker, "enqueue_in")
-            and config.broker_kind in {"sql", "orm"}  # orm: the SQL broker on a Django database
-            and normalize_url(config.broker_url) == normalize_url(config.store)
-        )
+        return self.cluster.broker.enqueues_with(self.cluster.config.store)

@@ -23,8 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import Config, configure
+from ..config import Config
 from ..errors import ConfigError
+from ..runtime import configure
 
 __all__ = ["EXTENSION_KEY", "AppState", "QEngine", "app_config", "config_keys"]
 

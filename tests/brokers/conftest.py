@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 import redis
 
-from qengine.brokers import Broker, get_broker
+from qengine.brokers import Broker
 from qengine.config import load_config
+from qengine.runtime import get_broker
 from tests.servers import SQS_KEYS
 
 SECRET = "broker-suite-secret"

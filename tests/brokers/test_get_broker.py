@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 
-from qengine.brokers import get_broker
+import qengine
 from qengine.brokers.sql import SQLBroker
 from qengine.config import load_config
 from qengine.errors import ConfigError
+from qengine.runtime import get_broker, new_broker
 
 from .conftest import SECRET
 from .custom import MemoryBroker
@@ -47,8 +48,26 @@ def test_a_database_url_selects_the_sql_broker(tmp_path: Any, cluster_name: str)
     url = f"sqlite:///{tmp_path}/broker.sqlite3"
     config = load_config({"name": cluster_name, "broker": url, "secret_key": SECRET})
 
-    broker = get_broker(config, "another-queue")
+    broker = new_broker(config, "another-queue")
 
     assert isinstance(broker, SQLBroker)
     assert broker.list_key == "another-queue"
     assert broker.info().startswith("SQL sqlite ")
+
+
+def test_get_broker_is_always_the_shared_one_and_new_broker_a_private_one(
+    tmp_path: Any, cluster_name: str
+) -> None:
+    config = load_config({"name": cluster_name, "store": f"sqlite:///{tmp_path}/q.sqlite3"})
+    qengine.configure(config)
+
+    shared = get_broker()
+    assert get_broker(qengine.get_config()) is shared  # the same configuration, the same one
+    private = new_broker()
+    try:
+        assert private is not shared
+        assert new_broker() is not private
+    finally:
+        private.close()
+    qengine.configure(config)  # a new configuration (even an equal one): a new shared broker
+    assert get_broker() is not shared

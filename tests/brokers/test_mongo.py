@@ -15,10 +15,11 @@ if not os.environ.get("CI"):  # in CI a missing extra must fail, not skip
 
 import pymongo
 
-from qengine.brokers import get_broker
+from qengine.brokers import broker_kind
 from qengine.brokers.mongo import COLLECTION, DEFAULT_DATABASE, INDEX, MongoBroker
 from qengine.config import load_config
 from qengine.errors import BrokerError, BrokerUnavailable, ConfigError, PackageTooLarge
+from qengine.runtime import get_broker
 from tests.servers import Server
 
 from .conftest import SECRET
@@ -122,7 +123,7 @@ def test_a_uri_password_stays_out_of_errors_and_as_dict() -> None:
 def test_the_environment_gives_mongo_as_a_uri_or_json() -> None:
     env = {"QENGINE_MONGO": "mongodb://127.0.0.1/x", "QENGINE_MONGO_DB": "tasks"}
     config = load_config(environ=env)
-    assert (config.mongo, config.mongo_db, config.broker_kind) == (
+    assert (config.mongo, config.mongo_db, broker_kind(config).name) == (
         "mongodb://127.0.0.1/x",
         "tasks",
         "mongo",

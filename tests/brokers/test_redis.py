@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import redis
 
-from qengine.brokers import get_broker
 from qengine.brokers.redis import RedisBroker
 from qengine.config import Config, load_config
 from qengine.errors import BrokerError, BrokerUnavailable
+from qengine.runtime import get_broker
 
 from .conftest import SECRET
 

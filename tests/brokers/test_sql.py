@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, delete, select
 
-from qengine.brokers import Delivery, get_broker
+from qengine.brokers import Delivery
 from qengine.brokers.sql import SQLBroker
 from qengine.config import load_config
 from qengine.db import Base, QueueRow, normalize_url
 from qengine.errors import BrokerError, BrokerUnavailable
+from qengine.runtime import get_broker
 
 from .conftest import SECRET
 

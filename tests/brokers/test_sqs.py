@@ -14,10 +14,11 @@ if not os.environ.get("CI"):  # in CI a missing extra must fail, not skip
 
 import boto3
 
-from qengine.brokers import get_broker
+from qengine.brokers import broker_class, broker_kind
 from qengine.brokers.sqs import MAX_MESSAGE_BYTES, SQSBroker, queue_name, visibility_s
 from qengine.config import Config, ConfigWarning, load_config
 from qengine.errors import BrokerUnavailable, ConfigError, PackageTooLarge
+from qengine.runtime import get_broker
 from tests.servers import SQS_KEYS, Server
 
 from .conftest import SECRET
@@ -119,11 +120,9 @@ def test_sqs_with_another_broker_key_is_a_config_error(other: dict[str, Any], na
 
 def test_sqs_selects_the_sqs_broker_and_a_redis_cache_may_stay() -> None:
     config = load_config({"sqs": {"aws_region": "eu-west-1"}, "redis": {"host": "127.0.0.1"}})
-    assert config.broker_kind == "sqs"
-    assert (
-        load_config({"sqs": {}, "broker_class": "tests.brokers.custom.MemoryBroker"}).broker_kind
-        == "custom"
-    )
+    assert broker_kind(config).name == "sqs"
+    custom = load_config({"sqs": {}, "broker_class": "tests.brokers.custom.MemoryBroker"})
+    assert broker_class(custom).__name__ == "MemoryBroker"
 
 
 def test_secrets_are_masked_and_kept_out_of_repr() -> None:

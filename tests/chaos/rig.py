@@ -24,6 +24,7 @@ import psutil
 import sqlalchemy as sa
 
 import qengine
+import qengine.runtime
 import qengine.store
 from bench.chaos_tasks import Ledger
 from qengine.db import TaskRow
@@ -227,9 +228,9 @@ class Run:
             stack.callback(self._kill_clusters)
             self.config = qengine.configure(**self.keys())
             # Forget the run's configuration at the end, closing its connections before the drop.
-            stack.callback(qengine.config._replace, None)
+            stack.callback(qengine.runtime.reset)
             self.broker = qengine.get_broker()
-            qengine.store.get_store(self.config).count()  # the tables exist before anyone looks
+            qengine.runtime.get_store(self.config).count()  # the tables exist before anyone looks
             threading.Thread(target=self._sample_loop, name="chaos-sampler", daemon=True).start()
             stack.callback(self._sampling.set)
         except BaseException:

@@ -18,7 +18,7 @@ import pytest
 import qengine
 from qengine import async_task, fetch, queue_size
 from qengine.errors import PackageTooLarge
-from qengine.store import get_store
+from qengine.runtime import get_store
 from tests import bad_tasks
 from tests.cluster.test_cluster import wait_until
 from tests.qengine.test_properties import largest_fitting_argument

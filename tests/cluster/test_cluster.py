@@ -10,7 +10,7 @@ import pytest
 
 import qengine
 from qengine import async_task, fetch, result
-from qengine.brokers import get_broker
+from qengine.runtime import get_broker
 from qengine.status import Stat
 
 pytestmark = pytest.mark.cluster
@@ -165,7 +165,7 @@ def test_sigterm_with_tasks_in_flight_saves_each_task_once(embedded, start_clust
     assert 0 < len(saved) < 20
     assert qengine.get_broker().queue_size() == 20 - len(saved)
     assert qengine.get_broker().lock_size() == 0
-    store = qengine.store.get_store()
+    store = qengine.runtime.get_store()
     assert store.count() == len(saved)
 
 
@@ -177,4 +177,4 @@ def test_two_clusters_share_the_work_and_show_up_side_by_side(embedded, start_cl
     assert len(pids) == 2
     stats = wait_until(lambda: len(Stat.get_all(embedded)) == 2 and Stat.get_all(embedded))
     assert {s.pid for s in stats} == {one.pid, two.pid}
-    assert len(set(ids)) == qengine.store.get_store().count()
+    assert len(set(ids)) == qengine.runtime.get_store().count()

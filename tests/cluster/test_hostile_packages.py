@@ -15,14 +15,14 @@ import pytest
 import qengine
 from qengine import async_task, result
 from qengine.api import submit
-from qengine.brokers import get_broker, make_broker
+from qengine.brokers import make_broker
 from qengine.cluster.cluster import Cluster
 from qengine.cluster.pusher import Pusher
 from qengine.cluster.state import Held
 from qengine.config import Config
-from qengine.signing import Signer, get_signer
+from qengine.runtime import get_broker, get_signer, get_store
+from qengine.signing import Signer
 from qengine.status import Stat, summary
-from qengine.store import get_store
 from qengine.task import TaskMessage, new_id
 from tests.cluster.test_cluster import wait_until
 from tests.qengine.test_hostile_packages import hostile_packages

@@ -16,8 +16,8 @@ from qengine.cluster.monitor import Monitor, finish
 from qengine.cluster.reporting import ReportingThread
 from qengine.cluster.state import Held
 from qengine.errors import BrokerError, StoreError
-from qengine.signing import get_signer
-from qengine.store import dumps, get_store
+from qengine.runtime import get_signer, get_store
+from qengine.store import dumps
 from qengine.task import TaskMessage, new_id
 from tests.qengine.test_store import outcome
 

@@ -10,9 +10,8 @@ import pytest
 import qengine
 from qengine.brokers import make_broker
 from qengine.cluster.scheduler import Scheduler, slot_task_id
+from qengine.runtime import get_signer, get_store
 from qengine.schedules import Schedule, schedule
-from qengine.signing import get_signer
-from qengine.store import get_store
 
 pytestmark = pytest.mark.redis
 

@@ -12,7 +12,7 @@ import redis
 
 import qengine
 from qengine import async_task, fetch, result
-from qengine.brokers import get_broker
+from qengine.runtime import get_broker
 from qengine.status import Stat
 from tests.cluster.test_cluster import wait_until
 

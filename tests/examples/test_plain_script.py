@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import qengine
-from qengine.brokers import get_broker
+from qengine.runtime import get_broker
 from tests.examples.conftest import ROOT, cluster_env
 
 pytestmark = pytest.mark.cluster

@@ -12,14 +12,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from qengine import config
+from qengine import runtime
 
 
 @pytest.fixture(autouse=True)
 def fresh_config() -> Iterator[None]:
-    config._replace(None)
+    runtime.reset()
     yield
-    config._replace(None)
+    runtime.reset()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -41,8 +41,9 @@ from qdjango.tasks import (
     result_group,
     schedule,
 )
-from qengine.config import get_config
+from qengine.brokers import broker_kind
 from qengine.errors import ConfigError, ScheduleError
+from qengine.runtime import get_config
 from qengine.schedules import Schedule as EngineSchedule
 from qengine.status import Stat as EngineStat
 from tests.qdjango import cluster_settings
@@ -375,7 +376,7 @@ def django_redis(redis_url, settings, cluster_name) -> Iterator[str]:
 def test_django_redis_puts_broker_and_cache_on_the_caches_pool(django_redis) -> None:
     from django_redis import get_redis_connection
 
-    assert get_config().broker_kind == "redis"
+    assert broker_kind(get_config()).name == "redis"
     broker = get_broker()
     assert broker.connection.connection_pool is get_redis_connection("default").connection_pool
     async_task("math.floor", 1.5)

@@ -27,8 +27,7 @@ import qengine
 from qdjango.backend import QEngineBackend
 from qdjango.models import OrmQ
 from qdjango.models import Task as TaskRow
-from qengine.brokers import get_broker
-from qengine.config import get_config
+from qengine.runtime import get_broker, get_config
 from tests.processes import ClusterProcess
 
 if django.VERSION >= (6, 0):

@@ -7,8 +7,9 @@ from django.test import override_settings
 
 import qengine
 from qdjango.models import Failure, Schedule, Success, Task
-from qengine.config import get_config
+from qengine.brokers import broker_kind
 from qengine.errors import ScheduleError
+from qengine.runtime import get_config
 from qengine.schedules import Schedule as EngineSchedule
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -18,7 +19,7 @@ def test_configuration_comes_from_settings(settings) -> None:
     config = get_config()
     assert config.secret_key == settings.SECRET_KEY
     assert config.name == settings.Q_CLUSTER["name"]
-    assert config.broker_kind == "orm"
+    assert broker_kind(config).name == "orm"
     # The tables are reached through Django's own connection of that alias, no URL of its own.
     assert config.store == "django://default"
     assert config.broker_url == "django://default"

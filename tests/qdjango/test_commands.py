@@ -27,7 +27,7 @@ from django.test import override_settings
 from qdjango.management.commands.qimport_djangoq import decode_pickled
 from qdjango.management.commands.qmonitor import monitor_app, uptime_text
 from qdjango.models import MetaEntry, Schedule, Task
-from qengine.config import get_config
+from qengine.runtime import get_config
 from qengine.schedules import Schedule as EngineSchedule
 from qengine.status import Stat
 from tests.processes import ClusterProcess

@@ -6,9 +6,9 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
-from qengine.config import get_config
 from qengine.errors import SignatureError
-from qengine.signing import Signer, get_signer
+from qengine.runtime import get_config, get_signer
+from qengine.signing import Signer
 
 OLD = "django-old-secret-key"
 

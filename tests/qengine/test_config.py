@@ -7,8 +7,10 @@ import os
 import pytest
 
 import qengine
-from qengine.config import Config, ConfigWarning, get_config, load_config
+from qengine.brokers import broker_class, broker_kind
+from qengine.config import Config, ConfigWarning, load_config
 from qengine.errors import ConfigError
+from qengine.runtime import get_config
 
 
 def test_defaults_follow_the_spec():
@@ -42,7 +44,7 @@ def test_defaults_follow_the_spec():
     assert config.broker is None
     assert config.secret_key is None
     assert config.time_zone == "UTC"
-    assert config.is_embedded
+    assert broker_class(config).embedded_secret_url(config) == "sqlite:///qengine.sqlite3"
 
 
 def test_queue_limit_defaults_to_workers_squared():
@@ -179,12 +181,12 @@ def test_masked_dict_hides_secrets():
 
 
 def test_broker_kind_follows_the_urls():
-    assert Config().broker_kind == "sql"
-    assert Config(broker="redis://localhost").broker_kind == "redis"
-    assert Config(redis={"host": "localhost"}).broker_kind == "redis"
+    assert broker_kind(Config()).name == "sql"
+    assert broker_kind(Config(broker="redis://localhost")).name == "redis"
+    assert broker_kind(Config(redis={"host": "localhost"})).name == "redis"
     assert Config(redis="redis://localhost:6379/1").broker_url == "redis://localhost:6379/1"
-    assert Config(broker="postgresql://localhost/x").is_embedded is False
-    assert Config(broker_class="a.B").broker_kind == "custom"
+    remote = Config(broker="postgresql://localhost/x")
+    assert broker_class(remote).embedded_secret_url(remote) is None
 
 
 def test_reporter_settings_are_masked_and_kept_out_of_repr() -> None:

@@ -18,7 +18,8 @@ import zstandard
 import qengine
 from qengine.config import Config, load_config
 from qengine.errors import ConfigError, PackageTooLarge, SignatureError
-from qengine.signing import UNPACKED_FACTOR, Signer, get_signer
+from qengine.runtime import get_signer
+from qengine.signing import UNPACKED_FACTOR, Signer
 from qengine.status import Stat, Summary
 from qengine.task import TaskMessage
 

@@ -12,9 +12,10 @@ import pytest
 import qengine
 from qengine import fetch, fetch_group, result, result_group
 from qengine.cluster.monitor import finish
-from qengine.notify import PAYLOAD_LIMIT, get_notifier, notify_groups_safely, notify_safely
+from qengine.notify import PAYLOAD_LIMIT, notify_groups_safely, notify_safely
+from qengine.runtime import get_notifier, get_store
 from qengine.signing import Signer
-from qengine.store import get_store, outcome_values
+from qengine.store import outcome_values
 from tests.qengine.test_store import outcome
 
 pytestmark = pytest.mark.redis
@@ -139,7 +140,7 @@ def finish_with_slow_write(config, monkeypatch, done, *, before_write=None, hold
         save_rows(rows)
 
     monkeypatch.setattr(store, "save_rows", slow_save_rows)
-    notify = partial(notify_safely, config)
+    notify = partial(notify_safely, get_notifier(config))
     return later(lambda: finish([done], config, store=store, notify=notify), 0.2)
 
 
@@ -163,7 +164,7 @@ def test_a_waiter_is_told_only_once_the_store_has_committed(config, monkeypatch)
 def test_every_result_a_waiter_receives_is_already_stored(config):
     # Many round trips, each read back at once from the store the waiter did not read.
     store = get_store(config)
-    notify = partial(notify_safely, config)
+    notify = partial(notify_safely, get_notifier(config))
     for n in range(200):
         done = outcome(n)
         thread = later(lambda d=done: finish([d], config, store=store, notify=notify), 0)
@@ -204,8 +205,9 @@ def finish_later(config, outcomes, delay=0.3):
     """``finish`` as the monitor calls it, in a thread, after ``delay`` seconds."""
     return later(
         lambda: finish(
-            outcomes, config, store=get_store(config), notify=partial(notify_safely, config),
-            notify_groups=partial(notify_groups_safely, config),
+            outcomes, config, store=get_store(config),
+            notify=partial(notify_safely, get_notifier(config)),
+            notify_groups=partial(notify_groups_safely, get_notifier(config)),
         ),
         delay,
     )  # fmt: skip

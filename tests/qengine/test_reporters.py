@@ -24,13 +24,8 @@ from sentry_sdk.transport import Transport
 
 import qengine
 from qengine import ConfigError, async_task, fetch
-from qengine.reporters import (
-    BUILTIN_REPORTERS,
-    ENTRY_POINT_GROUP,
-    RollbarReporter,
-    SentryReporter,
-    get_reporters,
-)
+from qengine.reporters import BUILTIN_REPORTERS, ENTRY_POINT_GROUP, RollbarReporter, SentryReporter
+from qengine.runtime import get_reporters
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,9 +11,9 @@ import sqlalchemy as sa
 import time_machine
 
 import qengine
-from qengine.config import get_config
 from qengine.db import ScheduleRow, get_engine
 from qengine.errors import ScheduleError
+from qengine.runtime import get_config
 from qengine.schedules import (
     Schedule,
     advance,
@@ -310,7 +310,7 @@ def test_last_run_and_success_read_the_store():
     assert item.success() is None
     now = datetime.now(UTC)
     task = Task(id="abc123", name="t", func="math.floor", started=now, stopped=now, success=True)
-    from qengine.store import get_store
+    from qengine.runtime import get_store
 
     get_store().save_task(task)
     item.task = "abc123"

@@ -9,7 +9,8 @@ import pytest
 import qengine
 from qengine.config import Config
 from qengine.errors import ConfigError, PackageTooLarge, SignatureError
-from qengine.signing import Signer, get_signer, resolve_secret
+from qengine.runtime import get_signer, secret_key
+from qengine.signing import Signer
 
 UNPICKLED: list[str] = []
 
@@ -110,18 +111,18 @@ def test_unpicklable_arguments_fail_at_async_task_time():
 
 def test_networked_broker_needs_an_explicit_secret():
     with pytest.raises(ConfigError, match="secret_key"):
-        resolve_secret(Config(broker="redis://127.0.0.1:6379/0"))
+        secret_key(Config(broker="redis://127.0.0.1:6379/0"))
     with pytest.raises(ConfigError, match="secret_key"):
-        resolve_secret(Config(broker="postgresql://localhost/test"))
-    assert resolve_secret(Config(broker="redis://localhost", secret_key="k")) == "k"
+        secret_key(Config(broker="postgresql://localhost/test"))
+    assert secret_key(Config(broker="redis://localhost", secret_key="k")) == "k"
 
 
 def test_embedded_default_generates_one_secret_and_keeps_it(tmp_path, caplog):
     url = f"sqlite:///{tmp_path}/embedded.sqlite3"
-    first = resolve_secret(Config(store=url))
+    first = secret_key(Config(store=url))
     assert "generated" in caplog.text
     qengine.configure(store=f"sqlite:///{tmp_path}/other.sqlite3")  # drops engines
-    second = resolve_secret(Config(store=url))
+    second = secret_key(Config(store=url))
     assert first == second
     assert len(first) > 40
     # A package signed under the embedded key verifies for another process's signer.

@@ -18,11 +18,10 @@ from textual.pilot import Pilot
 from textual.worker import WorkerCancelled, WorkerFailed
 
 import qengine
-from qengine.config import set_config_file
 from qengine.db import StatRow, writing
+from qengine.runtime import get_store, set_config_file
 from qengine.schedules import Schedule, schedule
 from qengine.status import Stat
-from qengine.store import get_store
 from qengine.task import Task
 from tui.app import QMonitorApp
 from tui.source import Source

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import qengine
 from qengine import queries
+from qengine.runtime import get_store
 from qengine.schedules import Schedule
-from qengine.store import get_store
 from tui.app import QMonitorApp
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.task_detail import TaskDetailScreen

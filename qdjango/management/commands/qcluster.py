@@ -10,9 +10,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from qdjango.conf import in_memory
 from qdjango.db import alias_of
 from qengine.cli import LOG_FORMAT, one_line
-from qengine.config import get_config
 from qengine.errors import QEngineError
 from qengine.health import check_servers
+from qengine.runtime import get_config
 
 
 class Command(BaseCommand):

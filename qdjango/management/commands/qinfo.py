@@ -9,8 +9,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from qengine.cli import one_line
-from qengine.config import Config, get_config, mask_url
+from qengine.config import Config, mask_url
 from qengine.errors import QEngineError
+from qengine.runtime import get_config
 
 MASK = "********"
 

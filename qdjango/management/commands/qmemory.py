@@ -16,8 +16,9 @@ from typing import Any
 import psutil
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from qengine.config import Config, get_config
+from qengine.config import Config
 from qengine.errors import QEngineError
+from qengine.runtime import get_config
 from qengine.status import Stat
 
 NOT_HERE = "not on this host"

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from qengine.config import Config, get_config
+from qengine.config import Config
 from qengine.errors import QEngineError
+from qengine.runtime import get_config
 
 if TYPE_CHECKING:
     from qengine.status import Stat

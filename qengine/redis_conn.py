@@ -1,0 +1,178 @@
+"""Redis clients for everything that talks to a Redis: the broker, notifications, cluster
+status and the cache, so that each connects, retries and words its failures the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from .config import Config
+from .errors import BrokerError, BrokerUnavailable, ConfigError, QEngineError
+
+__all__ = [
+    "REDIS_SCHEMES",
+    "ClientProvider",
+    "client_setting",
+    "describe_client",
+    "is_redis_url",
+    "redis_client",
+    "redis_errors",
+    "register_client_provider",
+]
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def is_redis_url(url: str | None) -> bool:
+    """Whether ``url`` names a Redis server (the schemes redis-py's ``from_url`` reads)."""
+    return bool(url) and url.startswith(REDIS_SCHEMES)  # type: ignore[union-attr]
+
+
+def _default_retry() -> Retry:
+    """A few quick reconnects: enough to ride out a restart or a stale pooled connection.
+
+    redis-py's own defaults differ between ``Redis(...)`` (ten retries, seconds of
+    backoff) and ``from_url`` (none); one policy makes both forms behave alike and
+    keeps an unreachable server from stalling ``ping`` for long.
+    """
+    return Retry(ExponentialBackoff(cap=0.25, base=0.02), 3)
+
+
+def client_url(config: Config, url: str | None = None) -> str | None:
+    """The URL ``redis_client`` connects to, or None when it uses the ``redis`` dict."""
+    url = url or (config.broker if is_redis_url(config.broker) else None)
+    if url is None and isinstance(config.redis, str):
+        url = config.redis
+    return url
+
+
+def client_setting(config: Config) -> str:
+    """The configuration key that names the server ``redis_client(config)`` connects to.
+
+    Errors tell the user which key to check; the order is ``redis_client``'s.
+    """
+    if uses_provided_client(config):
+        return "django_redis"
+    if is_redis_url(config.broker):
+        return "broker"
+    return "redis"
+
+
+ClientProvider = Callable[[str], redis.Redis | None]
+"""Returns the client of a named connection it knows (e.g. a django-redis cache), else None."""
+
+_providers: list[ClientProvider] = []
+
+
+def register_client_provider(provider: ClientProvider) -> None:
+    """Let an integration resolve ``django_redis`` names into clients of its own pools.
+
+    The engine cannot import Django, so qdjango registers the function that
+    turns a cache alias into that cache's client; sharing its pool keeps a
+    project at the number of Redis connections it already budgets for.
+    """
+    if provider not in _providers:
+        _providers.append(provider)
+
+
+def _provided_client(name: str) -> redis.Redis:
+    for provider in _providers:
+        client = provider(name)
+        if client is not None:
+            return client
+    raise ConfigError(
+        f"config key 'django_redis' has the value {name!r}, but nothing provides that "
+        "connection: it names a django-redis cache of a Django project using qdjango"
+    )
+
+
+def uses_provided_client(config: Config, url: str | None = None) -> bool:
+    """Whether ``redis_client`` hands out a shared client (one it must not close)."""
+    return url is None and bool(config.django_redis)
+
+
+def redis_client(config: Config, url: str | None = None) -> redis.Redis:
+    """A Redis client from ``url``, else the ``django_redis`` connection, else the ``broker``
+    URL, else the ``redis`` dict or URI.
+
+    A ``django_redis`` client belongs to its provider's pool: close it, never its pool.
+    """
+    if uses_provided_client(config, url):
+        assert config.django_redis is not None
+        return _provided_client(config.django_redis)
+    url = client_url(config, url)
+    if url:
+        return redis.Redis.from_url(url, retry=_default_retry())
+    options: dict[str, Any] = {"host": "localhost", "port": 6379, "db": 0}
+    if isinstance(config.redis, dict):
+        options.update(config.redis)
+    # redis-py 3 names kept by the spec's defaults but no longer accepted by redis-py 5+.
+    options.pop("charset", None)
+    options.pop("errors", None)
+    options.setdefault("retry", _default_retry())
+    return redis.Redis(**options)
+
+
+def describe_pool(pool: redis.ConnectionPool) -> str:
+    """A URL for messages naming where ``pool`` connects, its password masked."""
+    kwargs = pool.connection_kwargs
+    auth = ""
+    if kwargs.get("password"):
+        auth = f"{kwargs.get('username') or ''}:********@"
+    if kwargs.get("path"):
+        return f"unix://{auth}{kwargs['path']}?db={kwargs.get('db', 0)}"
+    scheme = "rediss" if issubclass(pool.connection_class, redis.SSLConnection) else "redis"
+    host = kwargs.get("host", "localhost")
+    return f"{scheme}://{auth}{host}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+
+
+def describe_client(client: redis.Redis) -> str:
+    """Where ``client`` connects, as a URL for messages, its password masked."""
+    return describe_pool(client.connection_pool)
+
+
+@contextmanager
+def redis_errors(
+    where: str,
+    action: str,
+    setting: str | None,
+    *,
+    unavailable: type[QEngineError] = BrokerUnavailable,
+    failed: type[QEngineError] = BrokerError,
+) -> Iterator[None]:
+    """Raise redis-py's errors in the block as ours, naming the server and what to check.
+
+    The one wording of Redis failures: the broker's, notifications', cluster
+    status' and the cache's.
+
+    Args:
+        where: the server as a URL, password masked (``describe_client``).
+        action: what was being done, to complete "cannot be reached to ...".
+        setting: the configuration key that names the server (``client_setting``),
+            or None for a connection the caller passed in.
+        unavailable: raised when the server cannot be reached (refused, timed out,
+            authentication failed).
+        failed: raised for any other Redis error.
+    """
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        names = f" and that {setting!r} names it" if setting else ""
+        raise unavailable(
+            f"Redis at {where} cannot be reached to {action}: {_one_line(exc)} "
+            f"(check that Redis is running there{names})"
+        ) from exc
+    except RedisError as exc:
+        raise failed(f"Redis at {where} failed to {action}: {_one_line(exc)}") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
