@@ -37,10 +37,12 @@ class QDjangoConfig(AppConfig):
         register_commit_hook()
         runtime.set_loader(conf.load)
         from qengine.cache import register_cache_factory
+        from qengine.config import register_cache_names
 
-        from .cache import django_cache
+        from .cache import django_cache, is_cache_alias
 
         register_cache_factory(django_cache)
+        register_cache_names(is_cache_alias)
         from qengine.redis_conn import register_client_provider
 
         from .brokers import django_redis_client

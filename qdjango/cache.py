@@ -127,3 +127,9 @@ def django_cache(name: str) -> DjangoCache | None:
         return DjangoCache(caches[name], name)
     except (ConnectionDoesNotExist, InvalidCacheBackendError, KeyError):  # not an alias
         return None
+
+
+def is_cache_alias(name: str) -> bool:
+    """Whether ``name`` is one of the project's caches (``CACHES``): checked when qdjango's
+    configuration is made, so a misspelt ``cache`` fails at start, not at the first result."""
+    return name in settings.CACHES

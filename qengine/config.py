@@ -8,18 +8,20 @@ readers of the environment and of configuration files.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import json
 import os
 import re
 import tomllib
+import types
 import warnings
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigError
@@ -36,6 +38,314 @@ SQL integer columns, the interval timers and the cache expiries all accept. Beyo
 value would pass here and break far from where it was set."""
 
 
+# -- the checks, one per key (each key's field names its check) ---------------------
+
+
+def shown(value: Any, limit: int = 200) -> str:
+    """``repr(value)`` for an error message: cut to ``limit`` characters, and never raising.
+
+    The value is the caller's bad input: its ``__repr__`` may fail, and an int of more
+    than 4300 digits refuses ``repr`` with a ValueError that would hide the real error.
+    """
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__} object whose repr() fails>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _fail(key: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"config key {key!r} has the invalid value {shown(value)}: {allowed}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_INT
+
+
+def _is_number(value: Any) -> bool:
+    # The comparison also refuses NaN and the infinities.
+    return isinstance(value, int | float) and not isinstance(value, bool) and abs(value) <= MAX_INT
+
+
+def is_timeout(value: Any) -> bool:
+    """Whether ``value`` is a timeout (config key and ``async_task`` option): None or seconds."""
+    return value is None or (_is_number(value) and value > 0)
+
+
+def is_cached(value: Any) -> bool:
+    """Whether ``value`` is a ``cached`` setting (config key and option): a bool or seconds."""
+    return isinstance(value, bool) or (_is_int(value) and value >= 1)
+
+
+def _splits(url: str) -> bool:
+    """Whether ``urlsplit`` can read ``url`` (it refuses a stray bracket, say)."""
+    try:
+        urlsplit(url)
+    except ValueError:
+        return False
+    return True
+
+
+_AT_MOST = f"(at most {MAX_INT})"
+
+Check = Callable[[str, Any], None]
+"""A key's check: ``check(key, value)`` raises ``ConfigError`` naming the key and what is
+allowed."""
+
+
+def _must(allowed_when: Callable[[Any], bool], allowed: str) -> Check:
+    def check(key: str, value: Any) -> None:
+        if not allowed_when(value):
+            raise _fail(key, value, allowed)
+
+    return check
+
+
+def _bool(key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise _fail(key, value, "True or False")
+
+
+def _int_at_least(low: int, note: str = "", unit: str = "an integer") -> Check:
+    allowed = " ".join(filter(None, [f"{unit} >= {low}", note, _AT_MOST]))
+    return _must(lambda value: _is_int(value) and value >= low, allowed)
+
+
+_positive_int = _int_at_least(1)
+_check_recycle = _int_at_least(0, "(0: never recycle)")
+_check_max_attempts = _int_at_least(0, "(0: no limit)")
+_check_cpu_affinity = _int_at_least(0, "(0: no pinning)")
+_check_max_package_size = _int_at_least(1024, unit="a number of bytes")
+_check_max_rss = _must(
+    lambda value: value is None or (_is_int(value) and value >= 1),
+    f"None or a number of kilobytes >= 1 {_AT_MOST}",
+)
+_check_queue_limit = _must(
+    lambda value: value is None or (_is_int(value) and value >= 1),
+    f"None (workers ** 2) or an integer >= 1 {_AT_MOST}",
+)
+_check_timeout = _must(is_timeout, f"None or a number of seconds > 0 {_AT_MOST}")
+_check_cached = _must(is_cached, f"True, False or a number of seconds >= 1 {_AT_MOST}")
+_check_label = _must(lambda value: isinstance(value, str), "a string")
+_seconds_above_zero = _must(
+    lambda value: _is_number(value) and value > 0, f"a number of seconds > 0 {_AT_MOST}"
+)
+_check_save_limit = _must(
+    lambda value: _is_int(value) and value >= -1,
+    f"-1 (none), 0 (all) or a positive integer {_AT_MOST}",
+)
+_check_guard_cycle = _must(
+    lambda value: _is_number(value) and 0 < value < 60, "a number of seconds in (0, 60)"
+)
+_optional_text = _must(
+    lambda value: value is None or (isinstance(value, str) and bool(value)),
+    "None or a non-empty string",
+)
+
+
+def _check_name(key: str, value: Any) -> None:
+    # The name is stored with each task.
+    if not isinstance(value, str) or not value or not storable(value, NAME_LENGTH):
+        raise _fail(
+            key, value, f"a non-empty string of at most {NAME_LENGTH} characters, without NUL"
+        )
+
+
+def _check_redis(key: str, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, dict | str):
+        raise _fail(key, value, "a dict of redis-py arguments or a redis:// URI")
+    if isinstance(value, str) and (
+        not _splits(value) or urlsplit(value).scheme not in {"redis", "rediss", "unix"}
+    ):
+        raise _fail(key, value, "a URI starting with redis://, rediss:// or unix://")
+    if isinstance(value, dict) and not all(isinstance(k, str) for k in value):
+        raise ConfigError("config key 'redis' must be a dict of redis-py keyword arguments")
+
+
+def _check_broker_class(key: str, value: Any) -> None:
+    _optional_text(key, value)
+    if value is not None and "." not in value:
+        raise _fail(key, value, "a dotted path such as 'myapp.brokers.MyBroker'")
+
+
+def _check_broker(key: str, value: Any) -> None:
+    _optional_text(key, value)
+    if value is not None and ("://" not in value or not _splits(value)):
+        raise _fail(key, value, "a URL: redis://…, rediss://…, unix://… or a SQLAlchemy URL")
+
+
+def _check_store(key: str, value: Any) -> None:
+    if not isinstance(value, str) or "://" not in value or not _splits(value):
+        raise _fail(key, value, "a SQLAlchemy URL such as sqlite:///qengine.sqlite3")
+
+
+CACHE_CHOICES = ("store", "memory")
+"""The ``cache`` names the engine itself serves, besides redis:// URLs."""
+
+_cache_names: list[Callable[[str], bool]] = []
+
+
+def register_cache_names(known: Callable[[str], bool]) -> None:
+    """Let an integration accept ``cache`` names of its own (qdjango: the project's caches).
+
+    Checked when a configuration is made, so a misspelt name fails at once, not at
+    the first cached result.
+    """
+    if known not in _cache_names:
+        _cache_names.append(known)
+
+
+def _check_cache(key: str, value: Any) -> None:
+    _optional_text(key, value)
+    if (
+        value is None
+        or value in CACHE_CHOICES
+        or (value.startswith(("redis://", "rediss://", "unix://")) and _splits(value))
+        or any(known(value) for known in _cache_names)
+    ):
+        return
+    extra = " or a cache alias of the Django project" if _cache_names else ""
+    raise _fail(key, value, f"None, a redis:// URL, 'store' or 'memory'{extra}")
+
+
+def _check_reporters(key: str, value: Any) -> None:
+    if not isinstance(value, dict):
+        raise _fail(key, value, "a dict of reporter name to settings")
+    for name, settings in value.items():  # the plugins check their settings later
+        if not isinstance(name, str) or not name or not isinstance(settings, dict | None):
+            raise ConfigError(
+                "config key 'error_reporter' must map reporter names to dicts of settings; "
+                f"{name!r} maps to {type(settings).__name__}"
+            )  # not the settings themselves: they hold tokens
+
+
+def _check_secret_key(key: str, value: Any) -> None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ConfigError("config key 'secret_key' must be a non-empty string or None")
+
+
+def _check_fallbacks(key: str, value: Any) -> None:
+    if not isinstance(value, list | tuple):
+        raise ConfigError(
+            "config key 'secret_key_fallbacks' must be a list of old secret keys, "
+            f"not a {type(value).__name__}"
+        )  # the message names the type, never the value: it holds keys
+    if not all(isinstance(old, str) and old for old in value):
+        raise ConfigError(
+            "config key 'secret_key_fallbacks' must hold only non-empty strings (old secret keys)"
+        )
+
+
+def _check_time_zone(key: str, value: Any) -> None:
+    zone_error = _fail(key, value, "an IANA zone name such as 'Europe/Paris'")
+    if not isinstance(value, str):
+        raise zone_error
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise zone_error from exc
+
+
+SQS_KEYS = ("aws_region", "region_name", "aws_access_key_id", "aws_secret_access_key",
+            "aws_session_token", "profile_name", "endpoint_url")  # fmt: skip
+"""What the ``sqs`` dict may hold: boto3 session arguments (aws_region as the spec spells
+region_name) and the endpoint of an SQS-compatible server."""
+
+
+def _check_sqs(key: str, sqs: Any) -> None:
+    """Messages name the offending entry, never the dict's values: they hold credentials."""
+    if sqs is None:
+        return
+    if not isinstance(sqs, dict):
+        raise ConfigError(
+            f"config key 'sqs' must be a dict such as {{'aws_region': 'us-east-1'}}, "
+            f"not {type(sqs).__name__}"
+        )
+    for entry, value in sqs.items():
+        if entry not in SQS_KEYS:
+            allowed = ", ".join(SQS_KEYS)
+            raise ConfigError(
+                f"config key 'sqs' has the unknown entry {entry!r}; allowed: {allowed}"
+            )
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"config key 'sqs' entry {entry!r} must be a non-empty string")
+    if "aws_region" in sqs and "region_name" in sqs:
+        raise ConfigError("config key 'sqs' has both 'aws_region' and 'region_name': keep one")
+    if ("aws_access_key_id" in sqs) != ("aws_secret_access_key" in sqs):
+        raise ConfigError(
+            "config key 'sqs' needs 'aws_access_key_id' and 'aws_secret_access_key' "
+            "together (or neither, for boto3's own credential chain)"
+        )
+    endpoint = sqs.get("endpoint_url")
+    if endpoint is not None and (
+        not _splits(endpoint) or urlsplit(endpoint).scheme not in {"http", "https"}
+    ):
+        raise _fail("sqs", {"endpoint_url": endpoint}, "endpoint_url must be an http(s):// URL")
+
+
+def _check_mongo(key: str, mongo: Any) -> None:
+    if mongo is None:
+        return
+    if isinstance(mongo, str):
+        if not mongo.startswith(("mongodb://", "mongodb+srv://")):
+            raise _fail(
+                "mongo",
+                _mask_mongo(mongo),
+                "a URI starting with mongodb:// or mongodb+srv://, or a dict of "
+                "MongoClient arguments",
+            )
+    elif not isinstance(mongo, dict) or not all(isinstance(k, str) for k in mongo):
+        raise ConfigError(
+            "config key 'mongo' must be a dict of MongoClient arguments or a mongodb:// URI, "
+            f"not {type(mongo).__name__}"
+        )
+
+
+_MONGO_DB_FORBIDDEN = set('/\\. "$\0')
+
+
+def _check_mongo_db(key: str, value: Any) -> None:
+    if value is not None and (
+        not isinstance(value, str) or not 0 < len(value) < 64 or _MONGO_DB_FORBIDDEN & set(value)
+    ):
+        raise _fail(
+            key,
+            value,
+            'None or a MongoDB database name: 1 to 63 characters, none of / \\ . space " $',
+        )
+
+
+def _check_broker_choice(c: Config) -> None:
+    """No two keys choose the broker (a custom broker may read any of them)."""
+    if c.broker_class:
+        return
+    chosen = [key for key in ("sqs", "mongo") if getattr(c, key) is not None]
+    chosen += [key for key in ("orm", "broker") if getattr(c, key)][:1]
+    if len(chosen) > 1:
+        raise ConfigError(
+            f"config keys {chosen[0]!r} and {chosen[1]!r} both choose the broker: set only one"
+        )
+
+
+def _key(
+    default: Any = dataclasses.MISSING,
+    check: Check | None = None,
+    *,
+    factory: Callable[[], Any] | Any = dataclasses.MISSING,
+    secret: bool = False,
+) -> Any:
+    """A configuration key: its default and its check, in one place (the type is the field's).
+
+    ``secret`` keeps the value out of ``repr`` (and so out of logs and tracebacks).
+    """
+    assert check is not None
+    return field(
+        default=default, default_factory=factory, repr=not secret, metadata={"check": check}
+    )
+
+
 class ConfigWarning(UserWarning):
     """A configuration that works but probably does not do what was meant."""
 
@@ -48,89 +358,91 @@ class Config:
     every value and raises ``ConfigError`` naming the key and what is allowed.
     """
 
-    name: str = "default"
+    name: str = _key("default", _check_name)
     """Cluster name: the queue name on the broker and the salt of package signatures."""
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    workers: int = _key(factory=lambda: os.cpu_count() or 1, check=_positive_int)
     """Worker processes in the pool (default: CPU count)."""
-    daemonize_workers: bool = True
+    daemonize_workers: bool = _key(True, _bool)
     """Kept for compatibility: pool workers always end with their cluster (see README)."""
-    recycle: int = 500
+    recycle: int = _key(500, _check_recycle)
     """Tasks a worker process runs before it is replaced; 0 never replaces it."""
-    max_rss: int | None = None
+    max_rss: int | None = _key(None, _check_max_rss)
     """Resident memory in kilobytes above which a worker is retired; None: no limit."""
-    timeout: float | None = None
+    timeout: float | None = _key(None, _check_timeout)
     """Seconds a task may run before it is stopped; None: no limit. Overridable per task."""
-    ack_failures: bool = False
+    ack_failures: bool = _key(False, _bool)
     """Acknowledge failed tasks too, so the broker does not deliver them again."""
-    max_attempts: int = 0
+    max_attempts: int = _key(0, _check_max_attempts)
     """Deliveries of one task before it is given up; 0: no limit."""
-    retry: float = 60
+    retry: float = _key(60, _seconds_above_zero)
     """Seconds an unacknowledged package stays leased before it is delivered again."""
-    compress: bool = False
+    compress: bool = _key(False, _bool)
     """Compress packages with zstandard."""
-    save_limit: int = 250
+    save_limit: int = _key(250, _check_save_limit)
     """Successes kept in the store: 0 all, -1 none, n the newest n. Failures are always kept."""
-    guard_cycle: float = 0.5
+    guard_cycle: float = _key(0.5, _check_guard_cycle)
     """Seconds between two rounds of the guard; in (0, 60)."""
-    sync: bool = False
+    sync: bool = _key(False, _bool)
     """Run every task inline in the caller, as a worker would (for tests)."""
-    queue_limit: int | None = None
+    queue_limit: int | None = _key(None, _check_queue_limit)
     """Tasks one cluster holds in memory; None means workers ** 2."""
-    label: str = "Django Q"
+    label: str = _key("Django Q", _check_label)
     """Title of the admin section."""
-    catch_up: bool = True
+    catch_up: bool = _key(True, _bool)
     """Replay every schedule slot missed while no cluster ran (False: run once, then move on)."""
-    redis: dict[str, Any] | str | None = None
+    redis: dict[str, Any] | str | None = _key(None, _check_redis)
     """Redis connection for broker and cache: redis-py keyword arguments or a redis:// URI."""
-    django_redis: str | None = None
+    django_redis: str | None = _key(None, _optional_text)
     """Name of a django-redis cache whose connection pool to reuse (qdjango only)."""
-    orm: str | None = None
+    orm: str | None = _key(None, _optional_text)
     """Django database alias used as the broker (qdjango only)."""
-    broker_class: str | None = None
+    broker_class: str | None = _key(None, _check_broker_class)
     """Dotted path of a Broker subclass to use instead of the built-in ones."""
-    sqs: dict[str, Any] | None = field(default=None, repr=False)
+    sqs: dict[str, Any] | None = _key(None, _check_sqs, secret=True)
     """Amazon SQS as the broker: aws_region, aws_access_key_id, aws_secret_access_key,
     endpoint_url…; ``{}`` takes region and credentials from boto3's own chain."""
-    mongo: dict[str, Any] | str | None = field(default=None, repr=False)
+    mongo: dict[str, Any] | str | None = _key(None, _check_mongo, secret=True)
     """MongoDB as the broker: MongoClient keyword arguments, or a mongodb:// URI."""
-    mongo_db: str | None = None
+    mongo_db: str | None = _key(None, _check_mongo_db)
     """Database of the MongoDB broker; None: the URI's database, else 'django-q'."""
-    bulk: int = 1
+    bulk: int = _key(1, _positive_int)
     """Packages taken from the broker per dequeue call."""
-    poll: float = 0.2
+    poll: float = _key(0.2, _seconds_above_zero)
     """Seconds a polling broker (SQL) sleeps when the queue is empty."""
-    cache: str | None = None
+    cache: str | None = _key(None, _check_cache)
     """Where cached results live: a redis:// URL, 'store', 'memory' or a Django cache alias.
 
     None picks the broker's Redis when the broker is Redis, else the store.
     """
-    cached: bool | int = False
+    cached: bool | int = _key(False, _check_cached)
     """Default for ``cached=``: True keeps results in the cache, n keeps them n seconds."""
-    scheduler: bool = True
+    scheduler: bool = _key(True, _bool)
     """Run the scheduler thread in clusters."""
-    error_reporter: dict[str, Any] = field(default_factory=dict, repr=False)
+    error_reporter: dict[str, Any] = _key(factory=dict, check=_check_reporters, secret=True)
     """Error reporter plugins and their settings, by name."""
-    cpu_affinity: int = 0
+    cpu_affinity: int = _key(0, _check_cpu_affinity)
     """Processors each worker is pinned to (Linux); 0 leaves workers unpinned."""
-    broker: str | None = None
+    broker: str | None = _key(None, _check_broker)
     """Broker URL: redis://, rediss://, unix:// or a SQLAlchemy URL; None: the store's database."""
-    store: str = DEFAULT_STORE
+    store: str = _key(DEFAULT_STORE, _check_store)
     """SQLAlchemy URL of the result store."""
-    secret_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = _key(None, _check_secret_key, secret=True)
     """Key that signs packages; required for any broker but a local SQLite file."""
-    secret_key_fallbacks: tuple[str, ...] = field(default=(), repr=False)
+    secret_key_fallbacks: tuple[str, ...] = _key((), _check_fallbacks, secret=True)
     """Old keys that still verify packages, never sign them: a key rotation under way.
 
     A list or tuple of strings, kept as a tuple. Environment: a JSON list, or keys
     separated by commas.
     """
-    max_package_size: int = 16 * 1024 * 1024
+    max_package_size: int = _key(16 * 1024 * 1024, _check_max_package_size)
     """Largest package, in bytes, that may be enqueued."""
-    time_zone: str = "UTC"
+    time_zone: str = _key("UTC", _check_time_zone)
     """Zone in which daily and longer schedules and cron expressions are computed."""
 
     def __post_init__(self) -> None:
-        _validate(self)
+        for key in dataclasses.fields(self):
+            key.metadata["check"](key.name, getattr(self, key.name))
+        _check_broker_choice(self)
         object.__setattr__(self, "secret_key_fallbacks", tuple(self.secret_key_fallbacks))
         if self.queue_limit is None:
             object.__setattr__(self, "queue_limit", self.workers**2)
@@ -211,6 +523,17 @@ UNSUPPORTED: dict[str, str] = {
 }
 
 
+def _check_keys(keys: Mapping[str, Any], source: str) -> None:
+    for key in keys:
+        if key in KEYS:
+            continue
+        if key in UNSUPPORTED:
+            raise ConfigError(f"config key {key!r} ({source}) is not supported: {UNSUPPORTED[key]}")
+        near = difflib.get_close_matches(key, KEYS, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise ConfigError(f"unknown config key {key!r} ({source}){hint}")
+
+
 def _mask_mongo(value: Any) -> Any:
     """The ``mongo`` key with the password of its URI or dict hidden.
 
@@ -243,272 +566,10 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:********@{hosts}"))
 
 
-# -- validation -------------------------------------------------------------
-
-
-def shown(value: Any, limit: int = 200) -> str:
-    """``repr(value)`` for an error message: cut to ``limit`` characters, and never raising.
-
-    The value is the caller's bad input: its ``__repr__`` may fail, and an int of more
-    than 4300 digits refuses ``repr`` with a ValueError that would hide the real error.
-    """
-    try:
-        text = repr(value)
-    except Exception:
-        text = f"<{type(value).__name__} object whose repr() fails>"
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _fail(key: str, value: Any, allowed: str) -> ConfigError:
-    return ConfigError(f"config key {key!r} has the invalid value {shown(value)}: {allowed}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_INT
-
-
-def _is_number(value: Any) -> bool:
-    # The comparison also refuses NaN and the infinities.
-    return isinstance(value, int | float) and not isinstance(value, bool) and abs(value) <= MAX_INT
-
-
-def is_timeout(value: Any) -> bool:
-    """Whether ``value`` is a timeout (config key and ``async_task`` option): None or seconds."""
-    return value is None or (_is_number(value) and value > 0)
-
-
-def is_cached(value: Any) -> bool:
-    """Whether ``value`` is a ``cached`` setting (config key and option): a bool or seconds."""
-    return isinstance(value, bool) or (_is_int(value) and value >= 1)
-
-
-def _splits(url: str) -> bool:
-    """Whether ``urlsplit`` can read ``url`` (it refuses a stray bracket, say)."""
-    try:
-        urlsplit(url)
-    except ValueError:
-        return False
-    return True
-
-
-def _check_keys(keys: Mapping[str, Any], source: str) -> None:
-    for key in keys:
-        if key in KEYS:
-            continue
-        if key in UNSUPPORTED:
-            raise ConfigError(f"config key {key!r} ({source}) is not supported: {UNSUPPORTED[key]}")
-        near = difflib.get_close_matches(key, KEYS, n=1)
-        hint = f"; did you mean {near[0]!r}?" if near else ""
-        raise ConfigError(f"unknown config key {key!r} ({source}){hint}")
-
-
-_AT_MOST = f"(at most {MAX_INT})"
-
-
-def _validate(c: Config) -> None:
-    # The name is stored with each task.
-    if not isinstance(c.name, str) or not c.name or not storable(c.name, NAME_LENGTH):
-        raise _fail(
-            "name", c.name, f"a non-empty string of at most {NAME_LENGTH} characters, without NUL"
-        )
-    if not _is_int(c.workers) or c.workers < 1:
-        raise _fail("workers", c.workers, f"an integer >= 1 {_AT_MOST}")
-    for key in ("daemonize_workers", "ack_failures", "compress", "sync", "catch_up", "scheduler"):
-        if not isinstance(getattr(c, key), bool):
-            raise _fail(key, getattr(c, key), "True or False")
-    if not _is_int(c.recycle) or c.recycle < 0:
-        raise _fail("recycle", c.recycle, f"an integer >= 0 (0: never recycle) {_AT_MOST}")
-    if c.max_rss is not None and (not _is_int(c.max_rss) or c.max_rss < 1):
-        raise _fail("max_rss", c.max_rss, f"None or a number of kilobytes >= 1 {_AT_MOST}")
-    if not is_timeout(c.timeout):
-        raise _fail("timeout", c.timeout, f"None or a number of seconds > 0 {_AT_MOST}")
-    if not _is_int(c.max_attempts) or c.max_attempts < 0:
-        raise _fail("max_attempts", c.max_attempts, f"an integer >= 0 (0: no limit) {_AT_MOST}")
-    if not _is_number(c.retry) or c.retry <= 0:
-        raise _fail("retry", c.retry, f"a number of seconds > 0 {_AT_MOST}")
-    if not _is_int(c.save_limit) or c.save_limit < -1:
-        raise _fail(
-            "save_limit", c.save_limit, f"-1 (none), 0 (all) or a positive integer {_AT_MOST}"
-        )
-    if not _is_number(c.guard_cycle) or not 0 < c.guard_cycle < 60:
-        raise _fail("guard_cycle", c.guard_cycle, "a number of seconds in (0, 60)")
-    if c.queue_limit is not None and (not _is_int(c.queue_limit) or c.queue_limit < 1):
-        raise _fail(
-            "queue_limit", c.queue_limit, f"None (workers ** 2) or an integer >= 1 {_AT_MOST}"
-        )
-    if not isinstance(c.label, str):
-        raise _fail("label", c.label, "a string")
-    if c.redis is not None and not isinstance(c.redis, dict | str):
-        raise _fail("redis", c.redis, "a dict of redis-py arguments or a redis:// URI")
-    if isinstance(c.redis, str) and (
-        not _splits(c.redis) or urlsplit(c.redis).scheme not in {"redis", "rediss", "unix"}
-    ):
-        raise _fail("redis", c.redis, "a URI starting with redis://, rediss:// or unix://")
-    if isinstance(c.redis, dict) and not all(isinstance(k, str) for k in c.redis):
-        raise ConfigError("config key 'redis' must be a dict of redis-py keyword arguments")
-    for key in ("django_redis", "orm", "broker_class", "broker", "cache"):
-        value = getattr(c, key)
-        if value is not None and (not isinstance(value, str) or not value):
-            raise _fail(key, value, "None or a non-empty string")
-    if c.broker_class is not None and "." not in c.broker_class:
-        raise _fail(
-            "broker_class", c.broker_class, "a dotted path such as 'myapp.brokers.MyBroker'"
-        )
-    if not _is_int(c.bulk) or c.bulk < 1:
-        raise _fail("bulk", c.bulk, f"an integer >= 1 {_AT_MOST}")
-    if not _is_number(c.poll) or c.poll <= 0:
-        raise _fail("poll", c.poll, f"a number of seconds > 0 {_AT_MOST}")
-    if not is_cached(c.cached):
-        raise _fail("cached", c.cached, f"True, False or a number of seconds >= 1 {_AT_MOST}")
-    if not isinstance(c.error_reporter, dict):
-        raise _fail("error_reporter", c.error_reporter, "a dict of reporter name to settings")
-    for name, settings in c.error_reporter.items():  # the plugins check their settings later
-        if not isinstance(name, str) or not name or not isinstance(settings, dict | None):
-            raise ConfigError(
-                "config key 'error_reporter' must map reporter names to dicts of settings; "
-                f"{name!r} maps to {type(settings).__name__}"
-            )  # not the settings themselves: they hold tokens
-    if not _is_int(c.cpu_affinity) or c.cpu_affinity < 0:
-        raise _fail("cpu_affinity", c.cpu_affinity, f"an integer >= 0 (0: no pinning) {_AT_MOST}")
-    if not isinstance(c.store, str) or "://" not in c.store or not _splits(c.store):
-        raise _fail("store", c.store, "a SQLAlchemy URL such as sqlite:///qengine.sqlite3")
-    if c.broker is not None and ("://" not in c.broker or not _splits(c.broker)):
-        raise _fail(
-            "broker", c.broker, "a URL: redis://…, rediss://…, unix://… or a SQLAlchemy URL"
-        )
-    if c.secret_key is not None and (not isinstance(c.secret_key, str) or not c.secret_key):
-        raise ConfigError("config key 'secret_key' must be a non-empty string or None")
-    fallbacks = c.secret_key_fallbacks
-    if not isinstance(fallbacks, list | tuple):
-        raise ConfigError(
-            "config key 'secret_key_fallbacks' must be a list of old secret keys, "
-            f"not a {type(fallbacks).__name__}"
-        )  # the message names the type, never the value: it holds keys
-    if not all(isinstance(key, str) and key for key in fallbacks):
-        raise ConfigError(
-            "config key 'secret_key_fallbacks' must hold only non-empty strings (old secret keys)"
-        )
-    if not _is_int(c.max_package_size) or c.max_package_size < 1024:
-        raise _fail("max_package_size", c.max_package_size, f"a number of bytes >= 1024 {_AT_MOST}")
-    zone_error = _fail("time_zone", c.time_zone, "an IANA zone name such as 'Europe/Paris'")
-    if not isinstance(c.time_zone, str):
-        raise zone_error
-    try:
-        zoneinfo.ZoneInfo(c.time_zone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-        raise zone_error from exc
-    _validate_sqs_mongo(c)
-
-
-SQS_KEYS = ("aws_region", "region_name", "aws_access_key_id", "aws_secret_access_key",
-            "aws_session_token", "profile_name", "endpoint_url")  # fmt: skip
-"""What the ``sqs`` dict may hold: boto3 session arguments (aws_region as the spec spells
-region_name) and the endpoint of an SQS-compatible server."""
-
-_MONGO_DB_FORBIDDEN = set('/\\. "$\0')
-
-
-def _validate_sqs_mongo(c: Config) -> None:
-    """The SQS and MongoDB keys, and that no two keys choose a broker.
-
-    Messages name the offending entry, never the dict's values: they hold credentials.
-    """
-    if c.sqs is not None:
-        if not isinstance(c.sqs, dict):
-            raise ConfigError(
-                f"config key 'sqs' must be a dict such as {{'aws_region': 'us-east-1'}}, "
-                f"not {type(c.sqs).__name__}"
-            )
-        for key, value in c.sqs.items():
-            if key not in SQS_KEYS:
-                allowed = ", ".join(SQS_KEYS)
-                raise ConfigError(
-                    f"config key 'sqs' has the unknown entry {key!r}; allowed: {allowed}"
-                )
-            if not isinstance(value, str) or not value:
-                raise ConfigError(f"config key 'sqs' entry {key!r} must be a non-empty string")
-        if "aws_region" in c.sqs and "region_name" in c.sqs:
-            raise ConfigError("config key 'sqs' has both 'aws_region' and 'region_name': keep one")
-        if ("aws_access_key_id" in c.sqs) != ("aws_secret_access_key" in c.sqs):
-            raise ConfigError(
-                "config key 'sqs' needs 'aws_access_key_id' and 'aws_secret_access_key' "
-                "together (or neither, for boto3's own credential chain)"
-            )
-        endpoint = c.sqs.get("endpoint_url")
-        if endpoint is not None and (
-            not _splits(endpoint) or urlsplit(endpoint).scheme not in {"http", "https"}
-        ):
-            raise _fail("sqs", {"endpoint_url": endpoint}, "endpoint_url must be an http(s):// URL")
-    if c.mongo is not None:
-        if isinstance(c.mongo, str):
-            if not c.mongo.startswith(("mongodb://", "mongodb+srv://")):
-                raise _fail(
-                    "mongo",
-                    _mask_mongo(c.mongo),
-                    "a URI starting with mongodb:// or mongodb+srv://, or a dict of "
-                    "MongoClient arguments",
-                )
-        elif not isinstance(c.mongo, dict) or not all(isinstance(k, str) for k in c.mongo):
-            raise ConfigError(
-                "config key 'mongo' must be a dict of MongoClient arguments or a mongodb:// URI, "
-                f"not {type(c.mongo).__name__}"
-            )
-    if c.mongo_db is not None and (
-        not isinstance(c.mongo_db, str)
-        or not 0 < len(c.mongo_db) < 64
-        or _MONGO_DB_FORBIDDEN & set(c.mongo_db)
-    ):
-        raise _fail(
-            "mongo_db",
-            c.mongo_db,
-            'None or a MongoDB database name: 1 to 63 characters, none of / \\ . space " $',
-        )
-    if c.broker_class:
-        return  # a custom broker may read any of these keys
-    chosen = [key for key in ("sqs", "mongo") if getattr(c, key) is not None]
-    chosen += [key for key in ("orm", "broker") if getattr(c, key)][:1]
-    if len(chosen) > 1:
-        raise ConfigError(
-            f"config keys {chosen[0]!r} and {chosen[1]!r} both choose the broker: set only one"
-        )
-
-
-# -- parsing strings (environment) ------------------------------------------
+# -- parsing strings (environment): derived from each key's type ----------------
 
 _BOOLS = {"1": True, "true": True, "yes": True, "on": True,
           "0": False, "false": False, "no": False, "off": False}  # fmt: skip
-_BOOL_KEYS = {"daemonize_workers", "ack_failures", "compress", "sync", "catch_up", "scheduler"}
-_INT_KEYS = {"workers", "recycle", "max_rss", "max_attempts", "save_limit", "queue_limit",
-             "bulk", "cpu_affinity", "max_package_size"}  # fmt: skip
-_FLOAT_KEYS = {"timeout", "retry", "guard_cycle", "poll"}
-_OPTIONAL = {"max_rss", "timeout", "queue_limit", "redis", "django_redis", "orm", "sqs", "mongo",
-             "mongo_db",
-             "broker_class", "broker", "cache", "secret_key"}  # fmt: skip
-
-
-def _parse_env(key: str, raw: str) -> Any:
-    """Turn an environment string into the key's type; the constructor then validates it."""
-    var = ENV_PREFIX + key.upper()
-    text = raw.strip()
-    if key in _OPTIONAL and text.lower() in {"", "none", "null"}:
-        return None
-    if key == "secret_key_fallbacks":
-        return _parse_fallbacks(var, text)  # its errors must not show the value
-    try:
-        if key in _BOOL_KEYS:
-            return _BOOLS[text.lower()]
-        if key in _INT_KEYS:
-            return int(text)
-        if key in _FLOAT_KEYS:
-            number = float(text)
-            return int(number) if number.is_integer() else number
-        if key == "cached":
-            return _BOOLS[text.lower()] if text.lower() in _BOOLS else int(text)
-        if key in {"error_reporter", "sqs"} or (key in {"redis", "mongo"} and text.startswith("{")):
-            return json.loads(text)
-    except (KeyError, ValueError) as exc:
-        raise ConfigError(f"environment variable {var}={raw!r} cannot be read as {key}") from exc
-    return raw
 
 
 def _parse_fallbacks(var: str, text: str) -> Any:
@@ -522,6 +583,54 @@ def _parse_fallbacks(var: str, text: str) -> Any:
             f"environment variable {var} cannot be read as secret_key_fallbacks: "
             "give a JSON list of strings, or keys separated by commas"
         ) from exc
+
+
+def _reader(kind: Any) -> Callable[[str, str], Any]:
+    """How an environment string becomes a value of the key's type ``kind``.
+
+    A union tries its members in the order the field names them (``bool | int``:
+    "true" and "1" are True, "5" is 5); None takes "", "none" and "null"; a dict
+    is JSON (beside ``str`` only when the text starts with "{"); strings are kept
+    as given. The constructor then checks the value like any other.
+    """
+    members = get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
+    optional = type(None) in members
+    members = tuple(m for m in members if m is not type(None))
+    with_text = str in members
+
+    def read(var: str, raw: str) -> Any:
+        text = raw.strip()
+        if optional and text.lower() in {"", "none", "null"}:
+            return None
+        for member in members:
+            origin = get_origin(member) or member
+            if origin is bool and text.lower() in _BOOLS:
+                return _BOOLS[text.lower()]
+            if origin is int:
+                with contextlib.suppress(ValueError):
+                    return int(text)
+            if origin is float:
+                with contextlib.suppress(ValueError):
+                    number = float(text)
+                    return int(number) if number.is_integer() else number
+            if origin is dict and (not with_text or text.startswith("{")):
+                with contextlib.suppress(ValueError):
+                    return json.loads(text)
+            if origin is tuple:
+                return _parse_fallbacks(var, text)  # its errors must not show the value
+            if origin is str:
+                return raw
+        raise ConfigError(f"environment variable {var}={raw!r} cannot be read as {var[8:].lower()}")
+
+    return read
+
+
+_READERS = {key: _reader(kind) for key, kind in get_type_hints(Config).items() if key in KEYS}
+
+
+def _parse_env(key: str, raw: str) -> Any:
+    """Turn an environment string into the key's type; the constructor then validates it."""
+    return _READERS[key](ENV_PREFIX + key.upper(), raw)
 
 
 # -- loading ------------------------------------------------------------------

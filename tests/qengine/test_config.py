@@ -196,3 +196,29 @@ def test_reporter_settings_are_masked_and_kept_out_of_repr() -> None:
     assert config.as_dict(masked=True)["error_reporter"] == {"sentry": {"dsn": "********"}}
     assert config.as_dict(masked=False)["error_reporter"]["sentry"]["dsn"].startswith("https")
     assert "sentry.example" not in repr(config)
+
+
+def test_cache_is_checked_when_the_configuration_is_made():
+    with pytest.raises(ConfigError, match="'cache' has the invalid value 'no-such-cache'.*'memory'"):
+        qengine.configure(cache="no-such-cache")
+    for good in (None, "store", "memory", "redis://127.0.0.1:6379/3"):
+        assert Config(cache=good).cache == good
+
+
+def test_each_keys_environment_reading_follows_its_type():
+    env = {
+        "QENGINE_WORKERS": "3",  # int
+        "QENGINE_TIMEOUT": "2.5",  # float | None
+        "QENGINE_MAX_RSS": "none",  # int | None
+        "QENGINE_CACHED": "true",  # bool | int
+        "QENGINE_SYNC": "yes",  # bool
+        "QENGINE_REDIS": '{"host": "127.0.0.1"}',  # dict | str | None
+        "QENGINE_SECRET_KEY_FALLBACKS": "old1, old2",  # tuple[str, ...]
+    }
+    config = load_config(environ=env)
+    assert (config.workers, config.timeout, config.max_rss) == (3, 2.5, None)
+    assert (config.cached, config.sync, config.redis) == (True, True, {"host": "127.0.0.1"})
+    assert config.secret_key_fallbacks == ("old1", "old2")
+    assert load_config(environ={"QENGINE_CACHED": "30"}).cached == 30
+    with pytest.raises(ConfigError, match="QENGINE_WORKERS='many' cannot be read as workers"):
+        load_config(environ={"QENGINE_WORKERS": "many"})

@@ -151,7 +151,9 @@ VALID: dict[str, st.SearchStrategy[Any]] = {
     "mongo_db": st.none() | st.from_regex(r"[A-Za-z0-9_-]{1,63}", fullmatch=True),
     "bulk": st.integers(1, MAX_INT),
     "poll": SECONDS,
-    "cache": st.none() | words(),
+    "cache": st.none()
+    | st.sampled_from(["store", "memory"])
+    | st.builds("redis://{}:{}/0".format, HOST, st.integers(1, 65535)),
     "cached": st.booleans() | st.integers(1, MAX_INT),
     "scheduler": st.booleans(),
     "error_reporter": st.dictionaries(IDENT, st.dictionaries(IDENT, FLAT, max_size=2), max_size=2),
@@ -290,7 +292,10 @@ INVALID: dict[str, st.SearchStrategy[Any]] = {
     ),
     "bulk": _bad_int(1),
     "poll": _bad_seconds(),
-    "cache": _bad_text(),
+    "cache": st.one_of(
+        _bad_text(),
+        words().filter(lambda w: w not in {"store", "memory"}),  # a cache nobody serves
+    ),
     "cached": st.one_of(
         st.integers(max_value=0),
         st.integers(min_value=MAX_INT + 1),
