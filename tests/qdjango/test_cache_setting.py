@@ -16,5 +16,5 @@ def test_a_django_cache_alias_is_accepted(settings) -> None:
 
 def test_an_unknown_cache_fails_when_the_configuration_is_made(settings) -> None:
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "cache": "defualt"}
-    with pytest.raises(ConfigError, match="'cache' has the invalid value 'defualt'.*Django"):
+    with pytest.raises(ConfigError, match=r"'cache' has the invalid value 'defualt'.*Django"):
         get_config()

@@ -199,7 +199,7 @@ def test_reporter_settings_are_masked_and_kept_out_of_repr() -> None:
 
 
 def test_cache_is_checked_when_the_configuration_is_made():
-    with pytest.raises(ConfigError, match="'cache' has the invalid value 'no-such-cache'.*'memory'"):
+    with pytest.raises(ConfigError, match=r"'cache' has the invalid value 'no-such-cache'"):
         qengine.configure(cache="no-such-cache")
     for good in (None, "store", "memory", "redis://127.0.0.1:6379/3"):
         assert Config(cache=good).cache == good
