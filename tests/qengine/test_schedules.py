@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import pathlib
 import threading
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -16,11 +18,14 @@ from qengine.errors import ScheduleError
 from qengine.runtime import get_config
 from qengine.schedules import (
     Schedule,
+    ScheduleType,
     advance,
     claim_due,
     next_run_after,
+    recurrence,
     schedule,
     seconds_until_due,
+    slot_task_id,
 )
 from qengine.task import Task
 
@@ -302,6 +307,49 @@ def test_type_constants_and_choices():
     assert (Schedule.ONCE, Schedule.MINUTES, Schedule.CRON) == ("O", "I", "C")
     assert dict(Schedule.TYPE)["Q"] == "Quarterly"
     assert len(Schedule.TYPE) == 9
+
+
+def test_schedule_types_keep_their_stored_letters_and_labels():
+    # The letters are in every q_schedule row and Django's migration; the labels in its admin.
+    assert [(kind.value, kind.label) for kind in ScheduleType] == [
+        ("O", "Once"), ("I", "Minutes"), ("H", "Hourly"), ("D", "Daily"), ("W", "Weekly"),
+        ("M", "Monthly"), ("Q", "Quarterly"), ("Y", "Yearly"), ("C", "Cron"),
+    ]  # fmt: skip
+    assert tuple((kind.value, kind.label) for kind in ScheduleType) == Schedule.TYPE
+    assert all(getattr(Schedule, kind.name) is kind for kind in ScheduleType)
+    assert ScheduleType.of("W") is ScheduleType.WEEKLY
+    assert ScheduleType.of("X") is None
+    assert ScheduleType.of(None) is None
+
+
+def test_a_type_member_is_stored_as_its_letter(engine):
+    schedule("math.floor", schedule_type=ScheduleType.DAILY)
+    assert [type(row.schedule_type) for row in rows(engine)] == [str]
+    assert [row.schedule_type for row in rows(engine)] == ["D"]
+    assert Schedule.list()[0].schedule_type == Schedule.DAILY
+
+
+def test_recurrence_reads_neither_the_store_nor_the_configuration():
+    # It is the pure part: each rule can be checked with any zone and instant.
+    tree = ast.parse(pathlib.Path(recurrence.__file__).read_text())
+    modules = {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    modules |= {
+        a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names
+    }
+    assert {name.split(".")[0] for name in modules}.isdisjoint(
+        {"sqlalchemy", "runtime", "db", "config", "store", "rows", "claim"}
+    )
+
+
+def test_slot_task_ids_are_stable_and_agree_with_the_scheduler_thread():
+    from qengine.cluster import scheduler
+
+    slot = utc(2024, 3, 1, 9)
+    first = slot_task_id("alpha", 7, slot)
+    assert first == slot_task_id("alpha", 7, slot)
+    assert len({first, slot_task_id("beta", 7, slot), slot_task_id("alpha", 8, slot),
+                slot_task_id("alpha", 7, slot + timedelta(minutes=1))}) == 4  # fmt: skip
+    assert scheduler.slot_task_id("alpha", 7, slot) == first
 
 
 def test_last_run_and_success_read_the_store():
