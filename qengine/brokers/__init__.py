@@ -13,13 +13,23 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 
 from ..config import Config
 from ..errors import ConfigError
 from ..redis_conn import is_redis_url
 from .base import Broker, Delivery
 
-__all__ = ["Broker", "BrokerKind", "Delivery", "broker_class", "make_broker", "register_broker"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Broker",
+    "BrokerKind",
+    "Delivery",
+    "broker_class",
+    "broker_kind",
+    "make_broker",
+    "register_broker",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +76,30 @@ def _load_class(path: str) -> type[Broker]:
     return cls
 
 
+ENTRY_POINT_GROUP = "qengine.brokers"
+"""Packages name a module here that calls ``register_broker`` when imported, so that a
+cluster started from the command line knows their kinds without importing them itself."""
+
+_plugins_loaded = False
+
+
+def _load_plugins() -> None:
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            entry.load()
+        except Exception as exc:  # a broken plugin must name itself, not break every broker
+            raise ConfigError(
+                f"the broker plugin {entry.name!r} ({entry.value}) cannot be loaded: {exc}"
+            ) from exc
+
+
 def broker_kind(config: Config) -> BrokerKind:
     """The registered kind that ``config`` selects (``broker_class`` names no kind)."""
+    _load_plugins()
     for kind in _kinds:
         if kind.matches(config):
             return kind
