@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .config import Config
 from .db import get_engine, store_error
 from .errors import BrokerUnavailable, QEngineError
-from .runtime import get_config
+from .runtime import get_config, new_broker
 from .status import Stat
 
 __all__ = ["HAPPY_STATES", "check_servers", "health", "http_response"]
@@ -110,10 +110,8 @@ def check_servers(config: Config | None = None) -> None:
         BrokerError: it answered with an error.
         StoreError: the result store cannot be reached or refuses.
     """
-    from .brokers import make_broker
-
     config = config or get_config()
-    broker = make_broker(config)
+    broker = new_broker(config)
     try:
         if not broker.ping():
             # ping says no but not why: a broker that reaches its server to describe it
