@@ -13,6 +13,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from qengine import schedules as engine_schedules
+from qengine.task import GROUP_ORDER
 
 from .fields import PickledField
 
@@ -95,11 +96,11 @@ class Task(models.Model):
 
     @staticmethod
     def get_task_group(group_id: str, failures: bool = True) -> models.QuerySet[Task]:
-        """The group's tasks, oldest first; without ``failures`` only the successes."""
+        """The group's tasks in enqueue order; without ``failures`` only the successes."""
         tasks = Task.objects.filter(group=group_id)
         if not failures:
             tasks = tasks.filter(success=True)
-        return tasks.order_by("started")
+        return tasks.order_by(*GROUP_ORDER)
 
 
 class SuccessManager(models.Manager["Success"]):

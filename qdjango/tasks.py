@@ -33,6 +33,7 @@ from qengine.api import (
 )
 from qengine.chains import async_chain, async_iter
 from qengine.runtime import get_config
+from qengine.task import GROUP_ORDER
 from qengine.task import Task as EngineTask
 
 from . import conf
@@ -115,7 +116,7 @@ def fetch_group(
     count: int | None = None,
     cached: bool | None = None,
 ) -> QuerySet[Task] | list[Task]:
-    """The group's tasks as a QuerySet, oldest first (a list of unsaved tasks with ``cached``).
+    """The group's tasks as a QuerySet in enqueue order (a list of unsaved tasks with ``cached``).
 
     ``count`` blocks until the group has that many tasks, at most ``wait``
     ms (0 with a count: no limit, as in the spec; -1: indefinitely).
@@ -130,7 +131,7 @@ def fetch_group(
     tasks_qs = _tasks().filter(group=group_id)
     if not failures:
         tasks_qs = tasks_qs.filter(success=True)
-    return tasks_qs.order_by("stopped", "id")
+    return tasks_qs.order_by(*GROUP_ORDER)
 
 
 def schedule(

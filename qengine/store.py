@@ -30,7 +30,7 @@ from .config import Config, mask_url
 from .db import MetaRow, TaskRow, get_engine, store_error, writing
 from .errors import StoreError
 from .signing import fast_dumps
-from .task import PATH_LENGTH, Outcome, Task, func_name
+from .task import GROUP_ORDER, PATH_LENGTH, Outcome, Task, func_name
 
 __all__ = ["ResultStore", "dumps", "embedded_secret", "loads", "task_from_values"]
 
@@ -143,6 +143,9 @@ _GET_TASK = (
     .limit(1)
 )
 """The task by id, or else the newest by that name: built once, it is polled often."""
+
+_GROUP_COLUMNS = tuple(TaskRow.__table__.c[name] for name in GROUP_ORDER)
+"""A group's tasks in enqueue order, not finish order (``qengine.task.GROUP_ORDER``)."""
 
 
 @cache
@@ -349,7 +352,7 @@ class ResultStore:
         stmt = (
             select(TaskRow.__table__)
             .where(*self._group_filter(group_id, failures))
-            .order_by(TaskRow.started, TaskRow.id)  # enqueue order, not finish order
+            .order_by(*_GROUP_COLUMNS)
         )
         return self._tasks(stmt)
 
@@ -357,7 +360,7 @@ class ResultStore:
         stmt = (
             select(TaskRow.result)
             .where(*self._group_filter(group_id, failures))
-            .order_by(TaskRow.started, TaskRow.id)  # enqueue order, not finish order
+            .order_by(*_GROUP_COLUMNS)
         )
         try:
             with self.engine.connect() as conn:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .store import ResultStore
 
 __all__ = [
+    "GROUP_ORDER",
     "NAME_LENGTH",
     "PATH_LENGTH",
     "Failure",
@@ -32,6 +33,14 @@ PATH_LENGTH = 256
 """Longest function or hook path the store keeps (``q_task`` and ``q_schedule`` columns)."""
 NAME_LENGTH = 100
 """Longest task name, group, cluster name or schedule name the store keeps."""
+
+GROUP_ORDER = ("started", "id")
+"""The columns a group's tasks are listed by: enqueue order, whatever order they finished in.
+
+``started`` is when a task was enqueued; the id breaks ties. The store's
+group queries and qdjango's ``fetch_group`` and ``Task.get_task_group`` all
+sort by these, so every API lists a group alike.
+"""
 
 
 def storable(text: str, length: int) -> bool:
