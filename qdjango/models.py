@@ -13,6 +13,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from qengine import schedules as engine_schedules
+from qengine.schedules import ScheduleType
 from qengine.task import GROUP_ORDER
 
 from .fields import PickledField
@@ -138,26 +139,19 @@ class Failure(Task):
 class Schedule(models.Model):
     """A schedule the clusters' scheduler threads run (see ``qengine.schedules``)."""
 
-    ONCE = "O"
-    MINUTES = "I"
-    HOURLY = "H"
-    DAILY = "D"
-    WEEKLY = "W"
-    MONTHLY = "M"
-    QUARTERLY = "Q"
-    YEARLY = "Y"
-    CRON = "C"
-    TYPE = (
-        (ONCE, _("Once")),
-        (MINUTES, _("Minutes")),
-        (HOURLY, _("Hourly")),
-        (DAILY, _("Daily")),
-        (WEEKLY, _("Weekly")),
-        (MONTHLY, _("Monthly")),
-        (QUARTERLY, _("Quarterly")),
-        (YEARLY, _("Yearly")),
-        (CRON, _("Cron")),
-    )
+    # The spec's names for the schedule types; the engine's ScheduleType declares them once.
+    ONCE = ScheduleType.ONCE
+    MINUTES = ScheduleType.MINUTES
+    HOURLY = ScheduleType.HOURLY
+    DAILY = ScheduleType.DAILY
+    WEEKLY = ScheduleType.WEEKLY
+    MONTHLY = ScheduleType.MONTHLY
+    QUARTERLY = ScheduleType.QUARTERLY
+    YEARLY = ScheduleType.YEARLY
+    CRON = ScheduleType.CRON
+    # The labels are translated when shown; their msgids stay in locale/*/django.po, which
+    # makemessages cannot find in a variable (a test checks they are there).
+    TYPE = tuple((kind.value, _(kind.label)) for kind in ScheduleType)
 
     name = models.CharField(
         verbose_name=_("name"), max_length=100, null=True, blank=True, unique=True
@@ -182,7 +176,7 @@ class Schedule(models.Model):
         help_text=_("e.g. x=1, y=2, name='John'"),
     )
     schedule_type = models.CharField(
-        max_length=1, choices=TYPE, default=ONCE, verbose_name=_("Schedule Type")
+        max_length=1, choices=TYPE, default=ONCE.value, verbose_name=_("Schedule Type")
     )
     minutes = models.IntegerField(
         verbose_name=_("minutes"),
