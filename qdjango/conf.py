@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections
+from django.db import connections, router
 
 from qengine.config import Config, load_config
 from qengine.errors import ConfigError
@@ -27,6 +28,7 @@ from qengine.status import STATES
 from .db import url_for
 
 __all__ = ["Conf", "in_memory", "load", "q_cluster", "store_alias"]
+
 
 def in_memory(alias: str) -> bool:
     """Whether a Django database is an in-memory SQLite database, which only one process sees.
@@ -57,11 +59,9 @@ def store_alias() -> str:
             f"Q_CLUSTER['store'] is {store!r}: not an alias of DATABASES "
             f"({', '.join(sorted(connections.settings))})"
         )
-    from django.db import router
-
-    from .models import Task
-
-    return router.db_for_write(Task) or "default"
+    # The model from the app registry, not by import: models import this module (OrmQ reads
+    # the configuration), and settings are read after the apps are loaded anyway.
+    return router.db_for_write(apps.get_model("qdjango", "Task")) or "default"
 
 
 def q_cluster() -> dict[str, Any]:
