@@ -7,9 +7,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .brokers import Broker
-from .cluster.monitor import finish
 from .cluster.worker import execute
 from .config import MAX_INT, Config, is_cached, is_timeout, shown
+from .outcomes import ContinueChain, finish
 from .runtime import get_broker, get_config, get_notifier, get_signer, get_store
 from .signals import SENDER, pre_enqueue
 from .signing import Signer
@@ -173,6 +173,8 @@ def submit(
     kwargs: dict[str, Any],
     options: dict[str, Any],
     config: Config | None = None,
+    *,
+    continue_chain: ContinueChain | None = None,
 ) -> str:
     """Build, sign and enqueue (or in sync mode run) one task; return its id.
 
@@ -181,25 +183,36 @@ def submit(
     caller's transaction commits: ``pre_enqueue`` then fires for tasks that
     are really queued, never for a rolled-back one. The id is handed out now
     so the caller can keep it, as for any task.
+
+    ``continue_chain`` queues the rest of a chain after a link run in sync
+    mode; the chains module hands it in with each link (importing it here
+    would make the API and the chains import each other).
     """
     config = config or get_config()
     broker: Broker | None = options.get("broker")
     on_commit = options.get("on_commit")
     if not on_commit:
-        return _send(prepare(func, args, kwargs, options, config), config, broker)
+        message = prepare(func, args, kwargs, options, config)
+        return _send(message, config, broker, continue_chain)
     _check_call(func, options)
     ident = new_id()
 
     def send() -> None:
-        _send(prepare(func, args, kwargs, options, config, ident), config, broker)
+        message = prepare(func, args, kwargs, options, config, ident)
+        _send(message, config, broker, continue_chain)
 
     defer(send, on_commit)
     return ident[0]
 
 
-def _send(message: TaskMessage, config: Config, broker: Broker | None) -> str:
+def _send(
+    message: TaskMessage,
+    config: Config,
+    broker: Broker | None,
+    continue_chain: ContinueChain | None,
+) -> str:
     if message.sync:
-        _run_inline(message, config, broker)
+        _run_inline(message, config, broker, continue_chain)
     else:
         package = get_signer(config).dumps(message)
         target = broker or get_broker(config)
@@ -207,14 +220,20 @@ def _send(message: TaskMessage, config: Config, broker: Broker | None) -> str:
     return message.id
 
 
-def _run_inline(message: TaskMessage, config: Config, broker: Broker | None) -> None:
+def _run_inline(
+    message: TaskMessage,
+    config: Config,
+    broker: Broker | None,
+    continue_chain: ContinueChain | None,
+) -> None:
     # Pack and unpack as the trip through a broker would, so sync mode fails on exactly
     # what a cluster would fail on (unpicklable arguments, oversized packages). The
     # package never leaves this process, so a configured key is not required.
     signer = Signer.for_config(config, config.secret_key or "sync-mode")
     received: TaskMessage = signer.loads(signer.dumps(message))
     received.attempt_count = 1
-    finish([execute(received, soft_timeout=False)], config, broker=broker)
+    outcome = execute(received, soft_timeout=False)
+    finish([outcome], config, broker=broker, continue_chain=continue_chain)
 
 
 def async_task(func: str | Callable[..., Any], *args: Any, **kwargs: Any) -> str:

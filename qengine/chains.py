@@ -16,10 +16,10 @@ from .api import (
     submit,
 )
 from .brokers import Broker
-from .cluster.monitor import iter_args_key
+from .outcomes import iter_args_key
 from .runtime import get_config, get_store
 from .store import dumps
-from .task import Task, func_name, new_id
+from .task import Task, TaskMessage, func_name, new_id
 
 __all__ = ["AsyncTask", "Chain", "Iter", "async_chain", "async_iter"]
 
@@ -125,8 +125,23 @@ def async_chain(
     )
     if broker is not None:
         options["broker"] = broker
-    submit(func, args, kwargs, options, config)
+    submit(func, args, kwargs, options, config, continue_chain=continue_chain)
     return group
+
+
+def continue_chain(message: TaskMessage, broker: Broker | None = None) -> str:
+    """Queue the rest of the chain ``message`` belongs to, once ``message`` finished.
+
+    Handed to ``qengine.outcomes.finish`` by its callers (the cluster's
+    monitor; sync mode through ``submit``), which cannot import this module.
+    """
+    return async_chain(
+        list(message.chain or ()),
+        group=message.group,
+        cached=message.cached,
+        sync=message.sync,
+        broker=broker,
+    )
 
 
 class AsyncTask:

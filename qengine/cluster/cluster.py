@@ -27,10 +27,11 @@ from ..brokers import make_broker
 from ..config import Config
 from ..errors import BrokerError
 from ..notify import notify_groups_safely, notify_safely
+from ..outcomes import failed_outcome
 from ..runtime import get_config, get_notifier, get_reporters, get_signer, get_store, secret_key
 from ..status import Stat
 from .guard import Guard
-from .monitor import Monitor, failed_outcome
+from .monitor import Monitor
 from .pool import WorkerPool, batch_sizes
 from .pusher import Pusher
 from .reporting import ReportingThread

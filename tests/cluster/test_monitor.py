@@ -11,11 +11,13 @@ import pytest
 
 import qengine
 from qengine.brokers import make_broker
+from qengine.chains import continue_chain
 from qengine.cluster.cluster import Cluster
-from qengine.cluster.monitor import Monitor, finish
+from qengine.cluster.monitor import Monitor
 from qengine.cluster.reporting import ReportingThread
 from qengine.cluster.state import Held
 from qengine.errors import BrokerError, StoreError
+from qengine.outcomes import finish
 from qengine.runtime import get_signer, get_store
 from qengine.store import dumps
 from qengine.task import TaskMessage, new_id
@@ -95,10 +97,19 @@ def test_a_chain_that_cannot_be_queued_is_logged_and_the_task_kept(config, monke
 
     monkeypatch.setattr(broker, "enqueue", refuse)
     with caplog.at_level(logging.ERROR):
-        finish([done], config, broker=broker)
+        finish([done], config, broker=broker, continue_chain=continue_chain)
     assert get_store(config).get(done.message.id).result == "first link"
     assert "rest of its chain could not be queued" in caplog.text
     broker.close()
+
+
+def test_a_chained_task_finished_without_a_way_to_continue_it_is_logged_and_kept(config, caplog):
+    done = outcome("first link")
+    done.message.chain = [("tests.tasks.add", (1, 2), {})]
+    with caplog.at_level(logging.ERROR):
+        finish([done], config)
+    assert get_store(config).get(done.message.id).result == "first link"
+    assert "no continue_chain" in caplog.text
 
 
 def slow_reporting(config, tmp_path, seconds):

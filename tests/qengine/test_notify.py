@@ -11,8 +11,8 @@ import pytest
 
 import qengine
 from qengine import fetch, fetch_group, result, result_group
-from qengine.cluster.monitor import finish
 from qengine.notify import PAYLOAD_LIMIT, notify_groups_safely, notify_safely
+from qengine.outcomes import finish
 from qengine.runtime import get_notifier, get_store
 from qengine.signing import Signer
 from qengine.store import outcome_values
