@@ -8,7 +8,10 @@ import logging
 import sys
 
 from .errors import QEngineError
-from .runtime import get_config, set_config_file
+
+# The runtime (SQLAlchemy, redis-py …) is imported where a command needs it, not here:
+# every pool worker imports this module again as multiprocessing's main module, and
+# must not pay for what only the cluster process uses.
 
 __all__ = ["one_line", "qcluster_main", "qinfo_main"]
 
@@ -43,11 +46,12 @@ def qcluster_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, datefmt="%H:%M:%S")
     try:
-        if args.config_file:
-            set_config_file(args.config_file)
         from .cluster.cluster import Cluster
         from .health import check_servers
+        from .runtime import get_config, set_config_file
 
+        if args.config_file:
+            set_config_file(args.config_file)
         config = get_config()
         check_servers(config)
         return Cluster(config, run_once=args.run_once).run()
@@ -69,6 +73,8 @@ def qinfo_main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
+        from .runtime import get_config, set_config_file
+
         if args.config_file:
             set_config_file(args.config_file)
         config = get_config()
