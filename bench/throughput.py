@@ -4,6 +4,10 @@ For each kind of run, with a real ``qcluster`` of 2 workers in a subprocess
 and results saved in a SQL store:
 
   redis     Redis broker, SQLite store
+  defaults  the same with the shipped defaults: only workers (2), save_limit
+            (0, to count rows) and the key set; bulk, queue_limit, poll and
+            guard_cycle as a new user gets them
+  embedded  SQL broker and store on one SQLite file, shipped defaults
   sqlite    SQL broker and store on SQLite
   postgres  SQL broker and store on PostgreSQL (database ``test``)
   redis-pg  Redis broker, PostgreSQL store through a SQLAlchemy URL, in a
@@ -39,7 +43,8 @@ Figures:
       comparison the plain sum of resident set sizes (RSS), which counts
       them once per process.
 
-Usage: ``.venv/bin/python bench/throughput.py [redis] [sqlite] [postgres] [redis-pg] [django]
+Usage: ``.venv/bin/python bench/throughput.py [redis] [defaults] [embedded] [sqlite] [postgres]
+[redis-pg] [django]
 [django-tuned] [django-vs-plain] [-n 10000] [-r 1]``; the django run's database options
 can also be set one by one in the environment (``bench/django_settings.py`` lists them).
 """
@@ -82,7 +87,9 @@ DJANGO = "django"
 TUNED = "django-tuned"
 DJANGO_KINDS = (DJANGO, TUNED)
 PAIR = "django-vs-plain"
-KINDS = ("redis", "sqlite", "postgres", PLAIN, DJANGO, TUNED, PAIR)
+DEFAULTS = ("defaults", "embedded")
+"""Kinds run with the shipped defaults: only workers, save_limit (to count rows) and the key."""
+KINDS = ("redis", "sqlite", "postgres", PLAIN, DJANGO, TUNED, PAIR, *DEFAULTS)
 TUNING = {
     "BENCH_CONN_MAX_AGE": "600",
     "BENCH_SERVER_SIDE_BINDING": "1",
@@ -105,6 +112,10 @@ def settings(kind: str, workdir: str, database_url: str | None = None) -> dict[s
         "poll": 0.01,
     }
     sqlite = f"sqlite:///{workdir}/bench-{kind}.sqlite3"
+    if kind in DEFAULTS:
+        shipped = {key: common[key] for key in ("name", "secret_key", "workers", "save_limit")}
+        broker = {"broker": REDIS_URL} if kind == "defaults" else {}
+        return {**shipped, **broker, "store": sqlite}
     if kind == "redis":
         return {**common, "broker": REDIS_URL, "store": sqlite}
     if kind == "sqlite":
