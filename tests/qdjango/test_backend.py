@@ -245,7 +245,7 @@ def test_with_another_broker_an_unfinished_task_cannot_be_found(
     try:
         result = tasks.add.enqueue(1, 2)
         assert result.status == TaskResultStatus.READY
-        with pytest.raises(TaskResultDoesNotExist, match="with the redis broker qdjango cannot"):
+        with pytest.raises(TaskResultDoesNotExist, match="with the Redis broker qdjango cannot"):
             result.refresh()
     finally:
         get_broker().delete_queue()
