@@ -289,8 +289,17 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def git_revision() -> str:
-    code, out = procs.run_bounded(["git", "describe", "--always", "--dirty"], timeout=30, cwd=ROOT)
-    return out.strip() if code == 0 else "unknown"
+    """The commit of the working tree, and a hash of its uncommitted diff in qengine/ if any.
+
+    Other work may change qengine/ while a run goes on: the revision is taken at each
+    round's start, and the report says when the rounds did not all measure the same code.
+    """
+    code, out = procs.run_bounded(["git", "rev-parse", "--short", "HEAD"], timeout=30, cwd=ROOT)
+    if code:
+        return "unknown"
+    _, diff = procs.run_bounded(["git", "diff", "HEAD", "--", "qengine"], timeout=30, cwd=ROOT)
+    dirty = f"+{hashlib.sha256(diff.encode()).hexdigest()[:8]}" if diff.strip() else ""
+    return out.strip() + dirty
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,8 +349,10 @@ def main(argv: list[str] | None = None) -> int:
     failed: dict[str, str] = {}
     versions: dict[str, str] = {}
     batch: dict[str, str | None] = {}
+    revisions: list[str] = []
     try:
         for number in range(1, args.rounds + 1):
+            revisions.append(git_revision())
             if args.floor:
                 note(f"round {number}/{args.rounds}: floor.py")
                 floor = run_floor(args)
@@ -382,7 +393,13 @@ def main(argv: list[str] | None = None) -> int:
                       f"median of {len(floors)}: p50 {p50:.2f} ms, p99 {p99:.2f} ms")  # fmt: skip
     load_after = os.getloadavg()
     minutes = (time.monotonic() - began) / 60
-    command = "bench/peers/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = " ".join(
+        [".venv/bin/python bench/peers/run.py", *(sys.argv[1:] if argv is None else argv)]
+    )
+    code_line = f"qengine {revisions[0]}" if revisions else "qengine ?"
+    if len(set(revisions)) > 1:
+        code_line = (f"qengine CHANGED during the run (working tree per round: "
+                     f"{', '.join(revisions)}): rounds measured different code")  # fmt: skip
     print()
     print(text_table(header, rows))
     print()
@@ -391,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text_table(header, ratios))
     print()
     print(floor_line)
+    print(code_line)
     for system, error in failed.items():
         print(f"failed: {system}: {error}")
 
@@ -399,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     base = args.out / f"peers-{args.workload}-{stamp}"
     meta = {
         "command": command, "workload": args.workload, "n": args.n, "rounds": args.rounds,
-        "rt": args.rt, "systems": systems, "machine": machine, "qengine": git_revision(),
+        "rt": args.rt, "systems": systems, "machine": machine, "qengine": revisions,
         "load_before": load_before, "load_after": load_after, "minutes": round(minutes, 1),
         "versions": versions, "batch_api": batch,
     }  # fmt: skip
@@ -410,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         f"# qengine and its peers: {args.workload}, N={args.n}, {args.rounds} round(s), "
         f"rt {args.rt}",
         "",
-        f"`{command}` — qengine {meta['qengine']}; "
+        f"`{command}` — {code_line}; "
         + ", ".join(f"{s} {v}" for s, v in versions.items() if s not in PROJECT_SYSTEMS),
         "",
         f"{machine}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after, "
