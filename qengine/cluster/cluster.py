@@ -16,27 +16,31 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from functools import partial
 from typing import Any
 
 import psutil
 
 from .. import lifecycle
-from ..brokers import make_broker
+from ..brokers.base import Broker
+from ..chains import continue_chain
 from ..config import Config
 from ..errors import BrokerError
 from ..notify import notify_groups_safely, notify_safely
-from ..outcomes import failed_outcome
-from ..runtime import get_config, get_notifier, get_reporters, get_signer, get_store, secret_key
+from ..outcomes import failed_outcome, finish
+from ..runtime import get_config, get_notifier, get_reporters, get_signer, get_store, new_broker
+from ..signing import Signer
 from ..status import Stat
+from ..store import ResultStore
+from ..task import Outcome
 from .guard import Guard
 from .monitor import Monitor
-from .pool import WorkerPool, batch_sizes
+from .pool import WorkerPool
 from .pusher import Pusher
 from .reporting import ReportingThread
 from .scheduler import Scheduler
-from .state import Held, Holdings
+from .state import Counters, Held, Holdings
+from .workers import Results, Workers
 
 __all__ = ["Cluster"]
 
@@ -77,34 +81,59 @@ class Cluster:
         self.start_event = threading.Event()
         self.stop_event = threading.Event()
         self.stopped_event = threading.Event()
-        self.status = "Starting"
-        self.reincarnations = 0
-        self.processed = 0
-        self.failed = 0
-        self.rejected = 0
-        """Packages the pusher dropped unrun (see ``Stat.rejected``)."""
-        self.redeliveries = 0
-        """Tasks received with a delivery count over 1 (see ``Stat.redeliveries``)."""
+        self._phase = "Starting"
+        self.counters = Counters()
         self.tob = time.time()
-        self.worker_rss: dict[int, int] = {}
-        self.expected_pids: set[int] = set()
         self.holdings = Holdings(self.config.queue_limit or self.config.workers**2)
-        self.results: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
+        self.results: Results = queue.SimpleQueue()
+        self.reporting = ReportingThread(self.config)
+        # Made by the start, which opens connections and resolves the secret; the stop
+        # closes what was made.
+        self.signer: Signer | None = None
+        self.broker: Broker | None = None
+        self.store: ResultStore | None = None
+        self.workers: Workers | None = None
+        self.guard: Guard | None = None
         self.pusher: Pusher | None = None
         self.monitor: Monitor | None = None
         self.scheduler: Scheduler | None = None
-        self.guard = Guard(self)
-        self.reporting = ReportingThread(self.config)
         self._stat = Stat(cluster_id=self.cluster_id, name=self.config.name, pid=self.pid)
         self._thread: threading.Thread | None = None
-        self._pool: WorkerPool | None = None
-        self._lock = threading.RLock()
 
     # -- the spec's reference ----------------------------------------------------------
 
     @property
     def timeout(self) -> float | None:
         return self.config.timeout
+
+    @property
+    def status(self) -> str:
+        """Starting, Idle or Working (by whether tasks are held), Stopping, Stopped."""
+        if self._phase != "Running":
+            return self._phase
+        return "Working" if len(self.holdings) else "Idle"
+
+    @property
+    def processed(self) -> int:
+        return self.counters.processed
+
+    @property
+    def failed(self) -> int:
+        return self.counters.failed
+
+    @property
+    def rejected(self) -> int:
+        """Packages the pusher dropped unrun (see ``Stat.rejected``)."""
+        return self.counters.rejected
+
+    @property
+    def redeliveries(self) -> int:
+        """Tasks received with a delivery count over 1 (see ``Stat.redeliveries``)."""
+        return self.counters.redeliveries
+
+    @property
+    def reincarnations(self) -> int:
+        return self.counters.reincarnations
 
     @property
     def is_starting(self) -> bool:
@@ -150,7 +179,7 @@ class Cluster:
         stat.pusher = _native_id(self.pusher)
         stat.monitor = _native_id(self.monitor)
         stat.sentinel = self.pid
-        stat.workers = self._pool.pids if self._pool else []
+        stat.workers = self.workers.pids if self.workers else []
         stat.queue_limit = self.holdings.limit
         stat.processed = self.processed
         stat.failed = self.failed
@@ -185,26 +214,69 @@ class Cluster:
     def _start(self) -> None:
         config = self.config
         log.info("%s starting.", self.label)
-        self.signer = get_signer(config)
-        self.secret = secret_key(config)
-        self.broker = make_broker(config)
-        self.store = get_store(config)
+        # The runtime resolves the secret once per configuration; every worker of every
+        # pool gets this signer and never reads a secret itself.
+        self.signer = signer = get_signer(config)
+        self.broker = broker = new_broker(config)
+        self.store = store = get_store(config)
         # A bad error_reporter stops the start, not the monitor at the first failed task.
         if get_reporters(config):
             self.reporting.start()
-        self.new_pool()
-        self.monitor = Monitor(self)
+        make_pool = partial(
+            WorkerPool, workers=config.workers, recycle=config.recycle, signer=signer,
+            affinity=config.cpu_affinity, worker_init=self.worker_init, timeout=config.timeout,
+        )  # fmt: skip
+        self.workers = workers = Workers(make_pool, self.results, self.label)
+        workers.renew()
+        self.guard = Guard(
+            config=config, broker=broker, holdings=self.holdings, workers=workers,
+            counters=self.counters, give_up=self.give_up, check_threads=self.check_threads,
+            publish=self.publish, label=self.label,
+        )  # fmt: skip
+        notifier = get_notifier(config)
+        self._finish: Callable[[list[Outcome]], None] = partial(
+            finish, config=config, broker=broker, store=store,
+            notify=partial(notify_safely, notifier),
+            notify_groups=partial(notify_groups_safely, notifier),
+            report=self.reporting.submit, continue_chain=continue_chain,
+        )  # fmt: skip
+        self.monitor = self._new_monitor()
         self.monitor.thread.start()
-        self.pusher = Pusher(self)
+        self.pusher = self._new_pusher()
         self.pusher.thread.start()
         if config.scheduler:
-            self.scheduler = Scheduler(self)
+            self.scheduler = Scheduler(
+                config=config, broker=broker, store=store, signer=signer,
+                stop_event=self.stop_event, label=self.label,
+            )  # fmt: skip
             self.scheduler.thread.start()
         log.info("%s guarding cluster at %d", self.label, self.pid)
-        self.status = "Idle"
+        self._phase = "Running"
         self.start_event.set()
         self.publish()
         log.info("%s running.", self.label)
+
+    def _new_monitor(self) -> Monitor:
+        assert self.broker is not None
+        assert self.workers is not None
+        return Monitor(
+            config=self.config, broker=self.broker, holdings=self.holdings,
+            results=self.results, finish=self._finish, counters=self.counters,
+            note_worker=self.workers.note_worker, report_broken=self.workers.report_broken,
+            label=self.label,
+        )  # fmt: skip
+
+    def _new_pusher(self) -> Pusher:
+        assert self.broker is not None
+        assert self.signer is not None
+        assert self.store is not None
+        assert self.workers is not None
+        return Pusher(
+            config=self.config, broker=self.broker, signer=self.signer, store=self.store,
+            holdings=self.holdings, counters=self.counters, dispatch=self.workers.dispatch,
+            give_up=self.give_up, stop_event=self.stop_event, label=self.label,
+            run_once=self.run_once,
+        )  # fmt: skip
 
     def _guard_loop(self) -> None:
         cycle = self.config.guard_cycle
@@ -212,6 +284,7 @@ class Cluster:
             self._guard_tick()
 
     def _guard_tick(self) -> None:
+        assert self.guard is not None
         try:
             self.guard.tick(time.monotonic())
         except Exception:
@@ -221,7 +294,7 @@ class Cluster:
 
     def _stop(self) -> None:
         self.stop_event.set()
-        self.status = "Stopping"
+        self._phase = "Stopping"
         log.info("%s stopping.", self.label)
         self.publish()
         if self.scheduler is not None:
@@ -248,74 +321,20 @@ class Cluster:
             self.monitor.done.set()
             self.monitor.thread.join()
         self.reporting.stop(REPORTING_GRACE_S)
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-        self.status = "Stopped"
+        if self.workers is not None:
+            self.workers.shutdown()
+        self._phase = "Stopped"
         self.publish()
         try:
             self._stat.clear(self.config)
         except Exception as exc:  # the status expires on its own anyway
             log.debug("could not clear status: %s", exc)
-        if hasattr(self, "broker"):
+        if self.broker is not None:
             self.broker.close()
         log.info("%s has stopped.", self.label)
         self.stopped_event.set()
 
-    # -- used by the threads -------------------------------------------------------------
-
-    @property
-    def pool(self) -> WorkerPool:
-        assert self._pool is not None
-        return self._pool
-
-    def new_pool(self) -> WorkerPool:
-        """Start a fresh pool for new work (first start, crash, or memory retirement)."""
-        config = self.config
-        pool = WorkerPool(
-            workers=config.workers,
-            recycle=config.recycle,
-            signer=self.signer,
-            affinity=config.cpu_affinity,
-            worker_init=self.worker_init,
-            timeout=config.timeout,
-        )
-        pool.start()
-        self.expected_pids.update(pool.pids)
-        for pid in pool.pids:
-            log.info("%s: worker ready for work at %d", self.label, pid)
-        self._pool = pool
-        return pool
-
-    def dispatch(self, items: list[Held]) -> None:
-        """Hand held tasks to the current pool, in hand-offs sized to the backlog."""
-        pool = self.pool
-        start = 0
-        for size in batch_sizes(len(items), pool.workers):
-            chunk = items[start : start + size]
-            start += size
-            batch = [(held.seq, held.delivery.package) for held in chunk]
-            try:
-                future = pool.submit(batch)
-            except RuntimeError:
-                # The pool broke or was retired between two hand-offs; the guard's
-                # replacement runs every task still marked with this pool.
-                for held in chunk:
-                    held.pool = pool
-                self.guard.report_broken([held.seq for held in chunk])
-                continue
-            for held in chunk:
-                held.pool = pool
-                held.future = future
-            seqs = [held.seq for held in chunk]
-            future.add_done_callback(partial(self._handed_back, seqs))
-        if self.status == "Idle":
-            self.status = "Working"
-
-    def _handed_back(self, seqs: list[int], future: Future[Any]) -> None:
-        self.results.put((seqs, future))
-
-    def report_broken(self, seqs: list[int]) -> None:
-        self.guard.report_broken(seqs)
+    # -- handed to the threads -----------------------------------------------------------
 
     def give_up(
         self, held: Held, reason: str, *, timed_out: bool = False, acknowledge: bool = True
@@ -327,40 +346,21 @@ class Cluster:
             (None, [(held, failed_outcome(held.message, reason, timed_out=timed_out))])
         )
 
-    def note_worker(self, pid: int, rss_kb: int) -> None:
-        self.worker_rss[pid] = rss_kb
-
-    def count(self, success: bool) -> None:
-        self.processed += 1
-        if not success:
-            self.failed += 1
-        if self.status == "Working" and not len(self.holdings):
-            self.status = "Idle"
-
-    def notify_done(
-        self, task_ids: list[str], rows: dict[str, dict[str, Any]]
-    ) -> set[str]:
-        """Wake callers waiting for these results (Redis brokers; see ``qengine.notify``)."""
-        return notify_safely(get_notifier(self.config), task_ids, rows)
-
-    def notify_groups(self, group_ids: set[str]) -> None:
-        """Wake callers waiting on these groups (Redis brokers; see ``qengine.notify``)."""
-        notify_groups_safely(get_notifier(self.config), group_ids)
-
-    def restart_thread(self, name: str) -> None:
-        self.reincarnations += 1
-        if name == "pusher":
-            self.pusher = Pusher(self)
+    def check_threads(self) -> None:
+        """Restart the pusher or the monitor if it died (the guard asks every round)."""
+        pusher, monitor = self.pusher, self.monitor
+        if pusher is not None and not pusher.thread.is_alive() and not self.stop_event.is_set():
+            log.critical("%s: the pusher thread died; restarting it", self.label)
+            self.counters.reincarnations += 1
+            self.pusher = self._new_pusher()
             self.pusher.thread.start()
-        elif name == "monitor":
-            self.monitor = Monitor(self)
+        if monitor is not None and not monitor.thread.is_alive() and not monitor.done.is_set():
+            log.critical("%s: the monitor thread died; restarting it", self.label)
+            self.counters.reincarnations += 1
+            self.monitor = self._new_monitor()
             self.monitor.thread.start()
 
     def publish(self) -> None:
-        if len(self.holdings) and self.status == "Idle":
-            self.status = "Working"
-        elif not len(self.holdings) and self.status == "Working":
-            self.status = "Idle"
         try:
             self.stat().save(self.config)
         except (BrokerError, Exception) as exc:  # monitoring must never stop the cluster

@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING
 
 from ..errors import BrokerError
-from .state import Held
+from .state import Counters, GiveUp, Held, Holdings
 
 if TYPE_CHECKING:
-    from .cluster import Cluster
-    from .pool import WorkerPool
+    from ..brokers.base import Broker
+    from ..config import Config
+    from .workers import Workers
 
 __all__ = ["DEATH_LIMIT", "Guard", "hard_grace_s"]
 
@@ -31,17 +33,44 @@ def hard_grace_s(timeout: float) -> float:
 
 
 class Guard:
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
+    """The guard: run once a ``guard_cycle`` by the cluster's own thread (``tick``).
+
+    It owns no thread and no state of its own but its timers; each round it
+    replaces a broken pool (running again what was lost with it), kills a
+    worker whose task overran its hard timeout, retires a pool over
+    ``max_rss``, announces recycled workers, renews the leases of held
+    tasks, has dead threads restarted, and publishes the status.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        broker: Broker,
+        holdings: Holdings,
+        workers: Workers,
+        counters: Counters,
+        give_up: GiveUp,
+        check_threads: Callable[[], None],
+        publish: Callable[[], None],
+        label: str,
+    ) -> None:
+        self.config = config
+        self.broker = broker
+        self.holdings = holdings
+        self.workers = workers
+        self.counters = counters
+        self.give_up = give_up
+        self.check_threads = check_threads
+        self.publish = publish
+        self.label = label
         self.last_extend = time.monotonic()
         self.last_publish = 0.0
-        self.pending_broken: set[int] = set()
-        self.lock = threading.Lock()
 
     @property
     def extend_every_s(self) -> float:
         """Leases are renewed four times per ``retry``, so one missed renewal costs nothing."""
-        return max(self.cluster.config.guard_cycle, min(self.cluster.config.retry / 4, 15.0))
+        return max(self.config.guard_cycle, min(self.config.retry / 4, 15.0))
 
     def tick(self, now: float) -> None:
         """One round: every check once. Each check logs its own failures."""
@@ -54,21 +83,16 @@ class Guard:
             self.last_extend = now
         self.check_threads()
         if now - self.last_publish >= PUBLISH_EVERY_S:
-            self.cluster.publish()
+            self.publish()
             self.last_publish = now
 
     # -- the pool ---------------------------------------------------------------------
 
-    def report_broken(self, seqs: list[int]) -> None:
-        with self.lock:
-            self.pending_broken.update(seqs)
-
     def replace_broken_pool(self) -> None:
-        cluster = self.cluster
-        pool = cluster.pool
+        workers = self.workers
+        pool = workers.pool
         broken = bool(getattr(pool.executor, "_broken", False))
-        with self.lock:
-            reported, self.pending_broken = self.pending_broken, set()
+        reported = workers.take_broken()
         # Only a report of a hand-off to the current pool that came back without outcomes
         # says this pool is broken. The monitor may report a hand-off to a pool this guard
         # replaced already (it was busy, e.g. retrying the store, when the pool broke): that
@@ -76,7 +100,7 @@ class Guard:
         # and blame it for a death that did not happen.
         reported_here = any(
             held is not None and held.pool is pool and _lost(held)
-            for held in map(cluster.holdings.get, reported)
+            for held in map(self.holdings.get, reported)
         )
         if not (broken or reported_here):
             return
@@ -87,32 +111,32 @@ class Guard:
             process.join(timeout=2)
         crashed = pool.crashed_pids()
         running = {view.seq: view.pid for view in pool.running()}
-        cluster.reincarnations += 1
+        self.counters.reincarnations += 1
         log.warning(
             "%s: worker pool broke (crashed pids %s); starting a new one",
-            cluster.label, sorted(crashed) or "unknown",
+            self.label, sorted(crashed) or "unknown",
         )  # fmt: skip
-        cluster.new_pool()
+        workers.renew()
         pool.shutdown(wait=False)
         again: list[Held] = []
-        for held in cluster.holdings.items():
+        for held in self.holdings.items():
             if held.pool is not pool or _handed_back(held):
                 # A hand-off that returned before the pool broke: its outcomes are on their
                 # way to the monitor, and running it again would only run it twice.
                 continue
             if held.timed_out:
-                timeout = held.message.timeout or cluster.config.timeout
+                timeout = held.message.timeout or self.config.timeout
                 reason = (
                     f"TaskTimeout: the task timed out after {timeout} seconds "
                     "and its worker was killed"
                 )
-                cluster.give_up(held, reason, timed_out=True, acknowledge=False)
+                self.give_up(held, reason, timed_out=True, acknowledge=False)
                 continue
             pid = running.get(held.seq)
             if pid is not None and (pid in crashed or not crashed):
                 held.deaths += 1
                 if self._out_of_lives(held):
-                    cluster.give_up(
+                    self.give_up(
                         held,
                         f"the worker process (pid {pid}) died while running this task, "
                         f"{held.deaths} time(s); giving up",
@@ -121,89 +145,69 @@ class Guard:
                 held.message.attempt_count += 1  # the run that follows is another attempt
             again.append(held)
         if again:
-            log.info("%s: running %d interrupted task(s) again", cluster.label, len(again))
-            cluster.dispatch(again)
+            log.info("%s: running %d interrupted task(s) again", self.label, len(again))
+            workers.dispatch(again)
 
     def _out_of_lives(self, held: Held) -> bool:
-        limit = self.cluster.config.max_attempts
+        limit = self.config.max_attempts
         if limit:
             return held.message.attempt_count >= limit
         return held.deaths >= DEATH_LIMIT
 
     def enforce_timeouts(self) -> None:
-        cluster = self.cluster
-        pool = cluster.pool
+        pool = self.workers.pool
         now = time.time()
         for view in pool.running():
-            held = cluster.holdings.get(view.seq)
+            held = self.holdings.get(view.seq)
             if held is None or held.timed_out:
                 continue
-            timeout = held.message.timeout or cluster.config.timeout
+            timeout = held.message.timeout or self.config.timeout
             if timeout is None:
                 continue
             if now - view.started > timeout + hard_grace_s(timeout):
                 held.timed_out = True
                 log.warning(
                     "%s: task %s [%s] ignored its %ss timeout; killing worker %d",
-                    cluster.label, held.message.name, held.message.id, timeout, view.pid,
+                    self.label, held.message.name, held.message.id, timeout, view.pid,
                 )  # fmt: skip
                 pool.kill(view.pid)
 
     def enforce_max_rss(self) -> None:
-        cluster = self.cluster
-        limit = cluster.config.max_rss
+        limit = self.config.max_rss
         if not limit:
             return
-        pool = cluster.pool
-        over = [pid for pid in pool.pids if cluster.worker_rss.get(pid, 0) > limit]
+        workers = self.workers
+        retired = workers.pool
+        over = [pid for pid in retired.pids if workers.rss_kb.get(pid, 0) > limit]
         if not over:
             return
         log.info(
             "%s: worker(s) %s passed max_rss (%d KB); retiring the pool",
-            cluster.label, over, limit,
+            self.label, over, limit,
         )  # fmt: skip
         for pid in over:
-            cluster.worker_rss.pop(pid, None)
-        cluster.reincarnations += 1
-        retired: WorkerPool = pool
-        cluster.new_pool()
+            workers.rss_kb.pop(pid, None)
+        self.counters.reincarnations += 1
+        workers.renew()
         retired.retired = True
         # The old pool finishes what it was handed, then its workers exit.
         threading.Thread(target=retired.shutdown, kwargs={"wait": True}, daemon=True).start()
 
     def note_workers(self) -> None:
-        cluster = self.cluster
-        new = cluster.pool.refresh()
-        for pid in new:
-            if pid in cluster.expected_pids:
-                continue  # started with its pool and already announced
-            cluster.expected_pids.add(pid)
-            cluster.reincarnations += 1  # a worker recycled after `recycle` hand-offs
-            log.info("%s: worker ready for work at %d", cluster.label, pid)
+        for pid in self.workers.recycled():
+            self.counters.reincarnations += 1  # a worker recycled after `recycle` hand-offs
+            log.info("%s: worker ready for work at %d", self.label, pid)
 
-    # -- leases and threads ---------------------------------------------------------
+    # -- leases ---------------------------------------------------------------------
 
     def extend_leases(self) -> None:
-        cluster = self.cluster
-        ack_ids = [held.delivery.ack_id for held in cluster.holdings.items()]
+        ack_ids = [held.delivery.ack_id for held in self.holdings.items()]
         if not ack_ids:
             return
         try:
-            cluster.broker.extend(ack_ids)
+            self.broker.extend(ack_ids)
         except BrokerError as exc:
-            log.warning("%s: cannot renew leases (%s)", cluster.label, exc)
-
-    def check_threads(self) -> None:
-        cluster = self.cluster
-        for name, component in (("pusher", cluster.pusher), ("monitor", cluster.monitor)):
-            if component is None or component.thread.is_alive():
-                continue
-            if cluster.stop_event.is_set() and name == "pusher":
-                continue
-            if name == "monitor" and component.done.is_set():  # type: ignore[union-attr]
-                continue
-            log.critical("%s: the %s thread died; restarting it", cluster.label, name)
-            cluster.restart_thread(name)
+            log.warning("%s: cannot renew leases (%s)", self.label, exc)
 
 
 def _handed_back(held: Held) -> bool:

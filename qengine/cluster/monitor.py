@@ -6,19 +6,21 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
 from .. import lifecycle
-from ..chains import continue_chain
 from ..errors import BrokerError, StoreError
-from ..outcomes import failed_outcome, finish
+from ..outcomes import failed_outcome
 from ..task import Outcome
+from .state import Counters, Held, Holdings
 
 if TYPE_CHECKING:
-    from .cluster import Cluster
-    from .state import Held
+    from ..brokers.base import Broker
+    from ..config import Config
+    from .workers import Results
 
 __all__ = ["Monitor"]
 
@@ -32,13 +34,39 @@ RESULT_BATCH = 256
 class Monitor:
     """The monitor thread: finished hand-offs → ``finish`` → acknowledgements and counters.
 
-    It receives two kinds of items on ``cluster.results``: ``(seqs, future)``
-    from the pool, and ``(None, [(held, outcome), ...])`` made by the cluster
-    itself (tasks given up, timed out or whose worker died).
+    Owns the reading end of ``results``, which holds two kinds of items:
+    ``(seqs, future)`` from the pool, and ``(None, [(held, outcome), ...])``
+    made by the cluster itself (tasks given up, timed out or whose worker
+    died). Each batch is saved with ``finish`` (``qengine.outcomes.finish``
+    bound to the cluster's store, notifier and reporters), retried while the
+    store is down; then it acknowledges what is done, releases it from the
+    holdings and counts it. Acknowledgements the broker refused are its to
+    retry. Hand-offs that came back without outcomes go to
+    ``report_broken`` (the guard replaces the pool).
     """
 
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
+    def __init__(
+        self,
+        *,
+        config: Config,
+        broker: Broker,
+        holdings: Holdings,
+        results: Results,
+        finish: Callable[[list[Outcome]], None],
+        counters: Counters,
+        note_worker: Callable[[int, int], None],
+        report_broken: Callable[[list[int]], None],
+        label: str,
+    ) -> None:
+        self.config = config
+        self.broker = broker
+        self.holdings = holdings
+        self.results = results
+        self.finish = finish
+        self.counters = counters
+        self.note_worker = note_worker
+        self.report_broken = report_broken
+        self.label = label
         self.thread = threading.Thread(target=self.run, name="qengine-monitor", daemon=True)
         self.done = threading.Event()
         self.unacked: list[tuple[list[str], list[int]]] = []
@@ -46,8 +74,7 @@ class Monitor:
         self.ack_retry_at = 0.0
 
     def run(self) -> None:
-        cluster = self.cluster
-        log.info("%s monitoring at %s", cluster.label, threading.get_native_id())
+        log.info("%s monitoring at %s", self.label, threading.get_native_id())
         busy = False
         with lifecycle.thread_connections():
             while not self.done.is_set():
@@ -59,21 +86,22 @@ class Monitor:
                     busy = bool(done)
                 except Exception:
                     # The monitor must outlive any one bad batch: log it and keep going.
-                    log.exception("%s monitor error; continuing", cluster.label)
+                    log.exception("%s monitor error; continuing", self.label)
                     lifecycle.between_batches()
-        log.info("%s stopped monitoring results", cluster.label)
+        log.info("%s stopped monitoring results", self.label)
 
     def tick(self, wait_s: float = 0.2) -> int:
         """Process everything finished so far (waiting up to ``wait_s`` for the first)."""
         self._retry_acks()
+        results = self.results
         try:
-            first = self.cluster.results.get(timeout=wait_s)
+            first = results.get(timeout=wait_s)
         except queue.Empty:
             return 0
         items = [first]
         while len(items) < RESULT_BATCH:
             try:
-                items.append(self.cluster.results.get_nowait())
+                items.append(results.get_nowait())
             except queue.Empty:
                 break
         outcomes: list[tuple[Held, Outcome]] = []
@@ -84,7 +112,7 @@ class Monitor:
             else:
                 self._collect(seqs, payload, outcomes, broken)
         if broken:
-            self.cluster.report_broken(broken)
+            self.report_broken(broken)
         if outcomes:
             self.settle(outcomes)
         return len(outcomes)
@@ -96,7 +124,7 @@ class Monitor:
         outcomes: list[tuple[Held, Outcome]],
         broken: list[int],
     ) -> None:
-        cluster = self.cluster
+        holdings = self.holdings
         # A replaced pool cancels the hand-offs it had not started. Ask first: exception()
         # raises for a cancelled future, and the whole batch read with it would be dropped.
         if future.cancelled():
@@ -109,16 +137,16 @@ class Monitor:
         if error is not None:
             # The hand-off itself failed (not the task): fail its tasks with the reason.
             for seq in seqs:
-                held = cluster.holdings.get(seq)
+                held = holdings.get(seq)
                 if held is not None:
                     reason = f"the worker failed: {error!r}"
                     outcomes.append((held, failed_outcome(held.message, reason)))
             return
         for seq, success, blob, started, stopped, pid, rss, timed_out in future.result():
-            held = cluster.holdings.get(seq)
+            held = holdings.get(seq)
             if held is None:
                 continue
-            cluster.note_worker(pid, rss)
+            self.note_worker(pid, rss)
             outcome = Outcome(
                 message=held.message, success=success, result_blob=blob, started=started,
                 stopped=stopped, pid=pid, rss_kb=rss, timed_out=timed_out,
@@ -127,8 +155,7 @@ class Monitor:
 
     def settle(self, pairs: list[tuple[Held, Outcome]]) -> None:
         """Save, then acknowledge what is done; failed tasks are left for redelivery."""
-        cluster = self.cluster
-        config = cluster.config
+        config = self.config
         try:
             self._save([outcome for _, outcome in pairs])
         except Exception:
@@ -139,10 +166,11 @@ class Monitor:
             # acknowledged without running.
             log.exception(
                 "%s: could not finish %d task(s); they will be delivered again",
-                cluster.label, len(pairs),
+                self.label, len(pairs),
             )  # fmt: skip
-            cluster.holdings.release([held.seq for held, _ in pairs])
+            self.holdings.release([held.seq for held, _ in pairs])
             return
+        counters = self.counters
         acks: list[str] = []
         seqs: list[int] = []
         for held, outcome in pairs:
@@ -156,44 +184,41 @@ class Monitor:
             )
             if outcome.success or ack_failure or out_of_attempts or held.given_up:
                 acks.append(held.delivery.ack_id)
-            cluster.count(outcome.success)
+            counters.processed += 1
+            if not outcome.success:
+                counters.failed += 1
         self._acknowledge(acks, seqs)
 
     def _save(self, outcomes: list[Outcome]) -> None:
-        cluster = self.cluster
         delay = 0.2
         while True:
             try:
-                finish(
-                    outcomes, cluster.config, broker=cluster.broker, store=cluster.store,
-                    notify=cluster.notify_done, notify_groups=cluster.notify_groups,
-                    report=cluster.reporting.submit, continue_chain=continue_chain,
-                )  # fmt: skip
+                self.finish(outcomes)
                 return
             except StoreError as exc:
                 # Keep the results (and the leases) until the store is back; if the cluster
                 # must stop first, the unacknowledged packages are delivered again later.
                 if self.done.is_set():
-                    log.error("%s: result store down while stopping: %s", cluster.label, exc)
+                    log.error("%s: result store down while stopping: %s", self.label, exc)
                     raise
-                log.warning("%s: cannot save results (%s); retrying", cluster.label, exc)
+                log.warning("%s: cannot save results (%s); retrying", self.label, exc)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
     def _acknowledge(self, acks: list[str], seqs: list[int]) -> None:
         try:
             if acks:
-                self.cluster.broker.acknowledge_many(acks)
+                self.broker.acknowledge_many(acks)
         except BrokerError as exc:
             # The tasks stay held (their leases renewed) until the broker is back.
             if not self.unacked:
-                log.warning("%s: cannot acknowledge (%s); will retry", self.cluster.label, exc)
+                log.warning("%s: cannot acknowledge (%s); will retry", self.label, exc)
             self.unacked.append((acks, seqs))
             self.ack_backoff_s = min(self.ack_backoff_s * 2, 5.0)
             self.ack_retry_at = time.monotonic() + self.ack_backoff_s
             return
         self.ack_backoff_s = 0.1
-        self.cluster.holdings.release(seqs)
+        self.holdings.release(seqs)
 
     def unacked_count(self) -> int:
         return sum(len(seqs) for _, seqs in self.unacked)

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .. import lifecycle
 from ..errors import BrokerError, SignatureError, StoreError
 from ..task import TaskMessage
-from .state import Held
+from .state import Counters, GiveUp, Held, Holdings
 
 if TYPE_CHECKING:
-    from .cluster import Cluster
+    from ..brokers.base import Broker
+    from ..config import Config
+    from ..signing import Signer
+    from ..store import ResultStore
 
 __all__ = ["Pusher"]
 
@@ -28,22 +32,54 @@ RECEIVE_WAIT_S = 0.5
 
 
 class Pusher:
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
+    """The pusher thread: broker → held tasks → the pool.
+
+    Owns the receiving end of the broker: it takes as many packages as the
+    holdings have room for, verifies and unpacks each (one that fails is
+    dropped, counted and logged once, never run), acknowledges a redelivered
+    task whose success is stored already, gives up one delivered past
+    ``max_attempts``, and dispatches the rest. With ``run_once`` it stops the
+    cluster once the queue is empty and nothing is held.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        broker: Broker,
+        signer: Signer,
+        store: ResultStore,
+        holdings: Holdings,
+        counters: Counters,
+        dispatch: Callable[[list[Held]], None],
+        give_up: GiveUp,
+        stop_event: threading.Event,
+        label: str,
+        run_once: bool = False,
+    ) -> None:
+        self.config = config
+        self.broker = broker
+        self.signer = signer
+        self.store = store
+        self.holdings = holdings
+        self.counters = counters
+        self.dispatch = dispatch
+        self.give_up = give_up
+        self.stop_event = stop_event
+        self.label = label
+        self.run_once = run_once
         self.thread = threading.Thread(target=self.run, name="qengine-pusher", daemon=True)
         self.backoff_s = 0.5
 
     def run(self) -> None:
-        cluster = self.cluster
-        log.info("%s pushing tasks at %s", cluster.label, threading.get_native_id())
+        log.info("%s pushing tasks at %s", self.label, threading.get_native_id())
         with lifecycle.thread_connections():
             self._loop()
-        log.info("%s stopped pushing tasks", cluster.label)
+        log.info("%s stopped pushing tasks", self.label)
 
     def _loop(self) -> None:
-        cluster = self.cluster
         busy = False
-        while not cluster.stop_event.is_set():
+        while not self.stop_event.is_set():
             try:
                 taken = self.tick()
                 if busy and not taken:
@@ -52,75 +88,74 @@ class Pusher:
                 self.backoff_s = 0.5
             except BrokerError as exc:
                 # An outage must not end the cluster: wait, then try again.
-                log.warning("%s cannot reach the broker (%s); retrying", cluster.label, exc)
+                log.warning("%s cannot reach the broker (%s); retrying", self.label, exc)
                 lifecycle.between_batches()
-                cluster.stop_event.wait(self.backoff_s)
+                self.stop_event.wait(self.backoff_s)
                 self.backoff_s = min(self.backoff_s * 2, 5.0)
             except Exception:
-                log.exception("%s pusher error; continuing", cluster.label)
+                log.exception("%s pusher error; continuing", self.label)
                 lifecycle.between_batches()
-                cluster.stop_event.wait(1.0)
+                self.stop_event.wait(1.0)
 
     def tick(self) -> int:
         """Take what fits from the broker and hand it to the pool; return how many were taken."""
-        cluster = self.cluster
-        holdings = cluster.holdings
+        holdings = self.holdings
         room = holdings.room()
         if room <= 0:
             holdings.wait_for_room(RECEIVE_WAIT_S)
             return 0
-        broker = cluster.broker
+        broker = self.broker
         deliveries = broker.receive(
-            count=min(room, cluster.config.bulk), timeout=broker.receive_wait_s
+            count=min(room, self.config.bulk), timeout=broker.receive_wait_s
         )
         if not deliveries:
-            if cluster.run_once and not len(holdings) and not cluster.broker.queue_size():
-                log.info("%s: queue is empty, stopping (run once)", cluster.label)
-                cluster.stop_event.set()
+            if self.run_once and not len(holdings) and not broker.queue_size():
+                log.info("%s: queue is empty, stopping (run once)", self.label)
+                self.stop_event.set()
             return 0
+        counters = self.counters
+        limit = self.config.max_attempts
         ready: list[Held] = []
         for delivery in deliveries:
             try:
-                message = cluster.signer.loads(delivery.package, TaskMessage)
+                message = self.signer.loads(delivery.package, TaskMessage)
             except SignatureError as exc:
-                cluster.rejected += 1
+                counters.rejected += 1
                 log.error(
-                    "%s rejected package %s (dropped, never run): %s", cluster.label,
+                    "%s rejected package %s (dropped, never run): %s", self.label,
                     delivery.ack_id, exc,
                 )  # fmt: skip
-                cluster.broker.fail(delivery.ack_id)
+                broker.fail(delivery.ack_id)
                 continue
             if delivery.count > 1:
-                cluster.redeliveries += 1
+                counters.redeliveries += 1
             message.attempt_count = delivery.count
             held = Held(seq=holdings.next_seq(), delivery=delivery, message=message)
             if delivery.count > 1 and self._already_done(held):
                 continue
-            limit = cluster.config.max_attempts
             if limit and delivery.count > limit:
                 # Delivered again after its last allowed attempt (its cluster died before
                 # acknowledging): give it up instead of running it once more.
                 holdings.add([held])
-                cluster.give_up(held, f"gave up after {limit} attempts (max_attempts)")
+                self.give_up(held, f"gave up after {limit} attempts (max_attempts)")
                 continue
             ready.append(held)
         if ready:
             holdings.add(ready)
-            cluster.dispatch(ready)
+            self.dispatch(ready)
         return len(deliveries)
 
     def _already_done(self, held: Held) -> bool:
         """A redelivered task whose success is stored is acknowledged without running again."""
-        cluster = self.cluster
         try:
-            stored = cluster.store.get(held.message.id)
+            stored = self.store.get(held.message.id)
         except StoreError:
             return False  # run it; the store keeps the first success anyway
         if stored is None or not stored.success:
             return False
         log.info(
             "%s: task %s [%s] was redelivered but already succeeded; acknowledging",
-            cluster.label, held.message.name, held.message.id,
+            self.label, held.message.name, held.message.id,
         )  # fmt: skip
-        cluster.broker.acknowledge(held.delivery.ack_id)
+        self.broker.acknowledge(held.delivery.ack_id)
         return True

@@ -23,6 +23,10 @@ WAITING_LIMIT = 10_000
 class ReportingThread:
     """Hands failed outcomes to ``report_failures`` in a thread of its own.
 
+    Owns that thread and the queue of failures waiting for it; the monitor's
+    ``finish`` puts them there through ``submit`` (its ``report``), and the
+    cluster's stop sends what is left.
+
     A reporter may block: a synchronous HTTP transport, a slow plugin, a
     service that is down and times out. In the monitor thread that would hold
     up saving and acknowledging every batch behind it. The queue is bounded:

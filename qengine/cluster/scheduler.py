@@ -16,7 +16,10 @@ from ..schedules import Schedule, claim_due, seconds_until_due
 from ..task import new_id
 
 if TYPE_CHECKING:
-    from .cluster import Cluster
+    from ..brokers.base import Broker
+    from ..config import Config
+    from ..signing import Signer
+    from ..store import ResultStore
 
 __all__ = ["Scheduler"]
 
@@ -36,30 +39,54 @@ def slot_task_id(cluster_name: str, schedule_id: int | None, slot: datetime) -> 
 
 
 class Scheduler:
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
+    """The scheduler thread: due schedules → tasks on the broker, each slot once.
+
+    Owns nothing but its thread: the schedules are rows in the store, claimed
+    per slot in a transaction (``qengine.schedules.claim_due``), so that of
+    every cluster only one queues a slot's task; that task's id is the slot's
+    own (``slot_task_id``), so a retried claim is recognised rather than
+    queued twice.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        broker: Broker,
+        store: ResultStore,
+        signer: Signer,
+        stop_event: threading.Event,
+        label: str,
+    ) -> None:
+        self.config = config
+        self.broker = broker
+        self.store = store
+        self.signer = signer
+        self.stop_event = stop_event
+        self.label = label
+        # Whether a claim's transaction can take the enqueue too (a SQL broker on the store's
+        # database); else the broker's unique enqueue keeps a slot from being queued twice.
+        self.same_database = broker.enqueues_with(config.store)
         self.thread = threading.Thread(target=self.run, name="qengine-scheduler", daemon=True)
 
     def run(self) -> None:
-        cluster = self.cluster
-        log.info("%s scheduling at %s", cluster.label, threading.get_native_id())
+        log.info("%s scheduling at %s", self.label, threading.get_native_id())
         with lifecycle.thread_connections():
-            while not cluster.stop_event.is_set():
+            while not self.stop_event.is_set():
                 try:
                     wait_s = self.tick(datetime.now(UTC))
                 except Exception as exc:
                     # A store outage or a broken schedule must not end the thread.
-                    log.warning("%s scheduler error (%s); retrying", cluster.label, exc)
+                    log.warning("%s scheduler error (%s); retrying", self.label, exc)
                     lifecycle.between_batches()
                     wait_s = 2.0
-                cluster.stop_event.wait(wait_s)
-        log.info("%s stopped scheduling", cluster.label)
+                self.stop_event.wait(wait_s)
+        log.info("%s stopped scheduling", self.label)
 
     def tick(self, now: datetime) -> float:
         """Run what is due at ``now``; return how long to sleep before looking again."""
-        cluster = self.cluster
-        config = cluster.config
-        engine = cluster.store.engine
+        config = self.config
+        engine = self.store.engine
         claim_due(engine, now, config.name, self._enqueue, catch_up=config.catch_up, tz=config.zone)
         due_in = seconds_until_due(engine, datetime.now(UTC), config.name)
         return LOOK_AGAIN_S if due_in is None else min(max(due_in, 0.01), LOOK_AGAIN_S)
@@ -67,8 +94,7 @@ class Scheduler:
     def _enqueue(
         self, schedule: Schedule, *, group: str, conn: Connection, slot: datetime
     ) -> str:
-        cluster = self.cluster
-        config = cluster.config
+        config = self.config
         options: dict[str, Any] = dict(schedule.q_options or {})
         # One broker per cluster here: a broker_name always falls back to this cluster's.
         options.pop("broker_name", None)
@@ -82,23 +108,19 @@ class Scheduler:
         message = prepare(
             schedule.func, tuple(schedule.args), dict(schedule.kwargs), options, config, ident
         )
-        package = cluster.signer.dumps(message)
-        if self._same_database:
+        package = self.signer.dumps(message)
+        if self.same_database:
             # The claim holds SQLite's write lock: enqueue through its transaction (which
             # also makes the enqueue atomic with the claim on any database).
-            cluster.broker.enqueue_in(conn, package)
-        elif cluster.broker.enqueue_unique(package, message.id) is None:
+            self.broker.enqueue_in(conn, package)
+        elif self.broker.enqueue_unique(package, message.id) is None:
             log.warning(
                 "%s: schedule %s slot %s was queued already (a claim that failed to commit); "
-                "not queued again", cluster.label, schedule.name or schedule.id, slot.isoformat(),
+                "not queued again", self.label, schedule.name or schedule.id, slot.isoformat(),
             )  # fmt: skip
             return message.id
         log.info(
             "%s: schedule %s queued task %s [%s]",
-            cluster.label, schedule.name or schedule.id, message.name, message.id,
+            self.label, schedule.name or schedule.id, message.name, message.id,
         )  # fmt: skip
         return message.id
-
-    @property
-    def _same_database(self) -> bool:
-        return self.cluster.broker.enqueues_with(self.cluster.config.store)

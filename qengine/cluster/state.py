@@ -1,4 +1,7 @@
-"""What a cluster holds: every leased task from delivery until it is acknowledged or let go."""
+"""What a cluster holds: every leased task from delivery until it is acknowledged or let go.
+
+Also the cluster's counters, which its threads share.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..brokers.base import Delivery
 from ..task import TaskMessage
@@ -16,7 +19,7 @@ from ..task import TaskMessage
 if TYPE_CHECKING:
     from .pool import WorkerPool
 
-__all__ = ["Held", "Holdings"]
+__all__ = ["Counters", "GiveUp", "Held", "Holdings"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -34,6 +37,37 @@ class Held:
     pool: WorkerPool | None = None
     future: Future[Any] | None = None
     since: float = field(default_factory=time.monotonic)
+
+
+class GiveUp(Protocol):
+    """Fail a held task without (another) run and let the monitor settle it (the cluster's).
+
+    ``acknowledge=False`` leaves a failed task to the broker's redelivery rules.
+    """
+
+    def __call__(
+        self, held: Held, reason: str, *, timed_out: bool = False, acknowledge: bool = True
+    ) -> None: ...
+
+
+@dataclass(slots=True)
+class Counters:
+    """The cluster's running totals, as ``Stat`` shows them; each has one writer thread.
+
+    Shared by reference, so a thread the guard restarts counts on where the
+    dead one stopped.
+    """
+
+    processed: int = 0
+    """Tasks finished (stored or cached), failures included; written by the monitor."""
+    failed: int = 0
+    """Of those, the failed ones; written by the monitor."""
+    rejected: int = 0
+    """Packages the pusher dropped unrun (see ``Stat.rejected``)."""
+    redeliveries: int = 0
+    """Tasks received with a delivery count over 1 (see ``Stat.redeliveries``); the pusher's."""
+    reincarnations: int = 0
+    """Pools and workers replaced, threads restarted; written in the guard's thread."""
 
 
 class Holdings:

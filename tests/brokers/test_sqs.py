@@ -346,11 +346,17 @@ def test_an_existing_client_is_used_and_left_open(
 def test_an_idle_pusher_long_polls_instead_of_asking_every_poll(make: Any) -> None:
     from qengine.cluster.cluster import Cluster
     from qengine.cluster.pusher import Pusher
+    from qengine.runtime import get_signer, get_store
 
     broker = make(poll=0.05)
     broker.ping()  # the queue exists before counting
     cluster = Cluster(broker.config)
-    cluster.broker = broker
+    pusher = Pusher(
+        config=broker.config, broker=broker, signer=get_signer(broker.config),
+        store=get_store(broker.config), holdings=cluster.holdings, counters=cluster.counters,
+        dispatch=lambda items: None, give_up=cluster.give_up, stop_event=cluster.stop_event,
+        label=cluster.label,
+    )  # fmt: skip
     asked: list[int] = []
     receive_message = broker.connection.receive_message
 
@@ -361,7 +367,7 @@ def test_an_idle_pusher_long_polls_instead_of_asking_every_poll(make: Any) -> No
     broker.connection.receive_message = counting
     started = time.monotonic()
     while time.monotonic() - started < 2:
-        Pusher(cluster).tick()
+        pusher.tick()
     # Two requests a second at most (a long poll, then a look at its deadline); short
     # polls every 50 ms would have made about forty.
     assert 2 <= len(asked) <= 6

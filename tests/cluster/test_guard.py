@@ -1,7 +1,8 @@
-"""The guard's pool replacement in this process, on a fake pool: what it runs again, and when."""
+"""The guard in this process, on a fake pool and broker: what it runs again, and when."""
 
 from __future__ import annotations
 
+import queue
 import time
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
@@ -11,14 +12,15 @@ import pytest
 
 import qengine
 from qengine.brokers.base import Delivery
-from qengine.cluster.cluster import Cluster
+from qengine.cluster.guard import Guard
 from qengine.cluster.pool import SlotView
-from qengine.cluster.state import Held
+from qengine.cluster.state import Counters, Held, Holdings
+from qengine.cluster.workers import Workers
 from qengine.task import TaskMessage, new_id
 
 
 class FakePool:
-    """Just what the guard and ``Cluster.dispatch`` use; every hand-off stays pending."""
+    """Just what the guard and ``Workers`` use; every hand-off stays pending."""
 
     def __init__(self) -> None:
         self.executor = SimpleNamespace(_broken=False)
@@ -28,6 +30,13 @@ class FakePool:
         self.is_shut_down = False
         self.handed: list[int] = []
         self.futures: dict[int, Future] = {}
+        self.started: dict[int, float] = {}
+        """When a task started, by seq (default: now)."""
+        self.killed: list[int] = []
+        self.worker_pids: list[int] = []
+        self.spawned: list[int] = []
+        """Workers the executor started since the last refresh()."""
+        self.retired = False
 
     def submit(self, batch):
         future: Future = Future()
@@ -39,7 +48,7 @@ class FakePool:
     def running(self):
         # Every hand-off still pending is running, on a worker with a made-up pid.
         return [
-            SlotView(1000 + seq, seq, time.time())
+            SlotView(1000 + seq, seq, self.started.get(seq, time.time()))
             for seq, future in self.futures.items()
             if not future.done()
         ]
@@ -50,21 +59,74 @@ class FakePool:
     def shutdown(self, *, wait):
         self.is_shut_down = True
 
+    def start(self):
+        pass
+
+    def refresh(self):
+        new, self.spawned = self.spawned, []
+        self.worker_pids.extend(new)
+        return new
+
+    @property
+    def pids(self):
+        return list(self.worker_pids)
+
+    def kill(self, pid):
+        self.killed.append(pid)
+
+
+class FakeBroker:
+    """Just what the guard uses of a broker: lease renewal."""
+
+    def __init__(self) -> None:
+        self.extended: list[list[str]] = []
+
+    def extend(self, ack_ids):
+        self.extended.append(list(ack_ids))
+
+
+class GuardBench:
+    """A guard with its parts: real holdings, workers and counters, a fake pool and broker."""
+
+    def __init__(self, config, *, make_pool=FakePool) -> None:
+        self.holdings = Holdings(8)
+        self.results: queue.SimpleQueue = queue.SimpleQueue()
+        self.workers = Workers(make_pool, self.results, "test")
+        self.workers.renew()
+        self.counters = Counters()
+        self.broker = FakeBroker()
+        self.given_up: list[tuple[Held, str, bool]] = []
+        self.thread_checks = 0
+        self.published = 0
+        self.guard = Guard(
+            config=config, broker=self.broker, holdings=self.holdings, workers=self.workers,
+            counters=self.counters, give_up=self.give_up, check_threads=self.check_threads,
+            publish=self.publish, label="test",
+        )  # fmt: skip
+
+    @property
+    def pool(self):
+        return self.workers.pool
+
+    def give_up(self, held, reason, *, timed_out=False, acknowledge=True):
+        self.given_up.append((held, reason, timed_out))
+
+    def check_threads(self):
+        self.thread_checks += 1
+
+    def publish(self):
+        self.published += 1
+
+    def dispatch(self, items):
+        self.workers.dispatch(items)
+
 
 @pytest.fixture
-def cluster(embedded, monkeypatch) -> Cluster:
-    cluster = Cluster(qengine.get_config())
-    cluster._pool = FakePool()
-
-    def new_pool():
-        cluster._pool = FakePool()
-        return cluster._pool
-
-    monkeypatch.setattr(cluster, "new_pool", new_pool)
-    return cluster
+def cluster(embedded) -> GuardBench:
+    return GuardBench(qengine.get_config())
 
 
-def held(cluster: Cluster) -> Held:
+def held(cluster: GuardBench) -> Held:
     message = TaskMessage(id=new_id()[0], name="held", func="tests.tasks.add", args=(1, 2))
     seq = cluster.holdings.next_seq()
     task = Held(seq=seq, delivery=Delivery(str(seq), b"package"), message=message)
@@ -99,13 +161,13 @@ def test_a_late_report_of_a_replaced_pool_leaves_the_new_pool_alone(cluster):
     cluster.guard.replace_broken_pool()  # the guard saw the broken pool first ...
     second = cluster.pool
     assert second.handed == [task.seq]
-    cluster.guard.report_broken([task.seq])  # ... the monitor reports the old hand-off later
+    cluster.workers.report_broken([task.seq])  # ... the monitor reports the old hand-off later
     cluster.guard.replace_broken_pool()
     assert cluster.pool is second
     assert not second.is_shut_down
     assert second.handed == [task.seq]  # not run a third time
     assert task.deaths == 0  # nor blamed for a death that did not happen
-    assert cluster.reincarnations == 1
+    assert cluster.counters.reincarnations == 1
 
 
 def test_a_hand_off_the_pool_refused_is_run_in_a_new_pool(cluster):
@@ -120,3 +182,77 @@ def test_a_hand_off_the_pool_refused_is_run_in_a_new_pool(cluster):
     cluster.guard.replace_broken_pool()
     assert cluster.pool is not first
     assert cluster.pool.handed == [task.seq]
+
+
+# -- one round, check by check ---------------------------------------------------------------
+
+
+def test_a_tick_checks_threads_every_round_and_publishes_once_a_second(cluster):
+    cluster.guard.tick(100.0)
+    cluster.guard.tick(100.5)
+    cluster.guard.tick(101.0)
+    assert cluster.thread_checks == 3
+    assert cluster.published == 2
+
+
+def test_a_tick_renews_the_leases_of_held_tasks_four_times_per_retry(embedded):
+    bench = GuardBench(qengine.configure(embedded, retry=8, guard_cycle=0.2))
+    task = held(bench)
+    start = bench.guard.last_extend
+    bench.guard.tick(start + 1.0)
+    assert bench.broker.extended == []
+    bench.guard.tick(start + 2.0)  # retry / 4
+    assert bench.broker.extended == [[task.delivery.ack_id]]
+
+
+def test_a_task_past_its_timeout_and_grace_has_its_worker_killed(cluster):
+    task = held(cluster)
+    task.message.timeout = 2
+    cluster.dispatch([task])
+    cluster.pool.started[task.seq] = time.time() - 2.5  # within the grace (1 s for 2 s)
+    cluster.guard.tick(time.monotonic())
+    assert cluster.pool.killed == []
+    cluster.pool.started[task.seq] = time.time() - 3.5
+    cluster.guard.tick(time.monotonic())
+    assert cluster.pool.killed == [1000 + task.seq]
+    assert task.timed_out
+    cluster.guard.tick(time.monotonic())
+    assert cluster.pool.killed == [1000 + task.seq], "killed once"
+
+
+def test_a_pool_whose_worker_passed_max_rss_is_retired_for_a_new_one(embedded):
+    bench = GuardBench(qengine.configure(embedded, max_rss=50_000))
+    first = bench.pool
+    first.worker_pids = [7, 8]
+    bench.workers.note_worker(7, 40_000)
+    bench.guard.tick(time.monotonic())
+    assert bench.pool is first
+    bench.workers.note_worker(8, 60_000)
+    bench.guard.tick(time.monotonic())
+    assert bench.pool is not first
+    assert first.retired
+    assert bench.counters.reincarnations == 1
+
+
+def test_workers_recycled_by_the_executor_are_announced_and_counted(cluster):
+    cluster.pool.spawned = [21, 22]
+    cluster.guard.tick(time.monotonic())
+    assert cluster.counters.reincarnations == 2
+    assert {21, 22} <= cluster.workers.announced
+    cluster.guard.tick(time.monotonic())
+    assert cluster.counters.reincarnations == 2
+
+
+def test_a_task_whose_worker_died_too_often_is_given_up(embedded):
+    bench = GuardBench(qengine.configure(embedded, max_attempts=2))
+    task = held(bench)
+    task.message.attempt_count = 2
+    bench.dispatch([task])
+    bench.pool.executor._broken = True  # its worker died while the task was running
+    bench.guard.tick(time.monotonic())
+    [(given_up, reason, timed_out)] = bench.given_up
+    assert given_up is task
+    assert "died while running this task" in reason
+    assert not timed_out
+    assert task.deaths == 1
+    assert bench.pool.handed == []  # not run again

@@ -43,8 +43,11 @@ class PusherBench:
         cluster.broker = make_broker(config)
         cluster.store = get_store(config)
         self.dispatched: list[Held] = []
-        cluster.dispatch = self.dispatched.extend  # type: ignore[method-assign]
-        self.pusher = Pusher(cluster)
+        self.pusher = Pusher(
+            config=config, broker=cluster.broker, signer=cluster.signer, store=cluster.store,
+            holdings=cluster.holdings, counters=cluster.counters, dispatch=self.dispatched.extend,
+            give_up=cluster.give_up, stop_event=cluster.stop_event, label=cluster.label,
+        )  # fmt: skip
 
     def take_all(self) -> None:
         """Tick until the broker has nothing more to hand out."""

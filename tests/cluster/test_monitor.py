@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import logging
+import queue
 import time
 from concurrent.futures import Future
 from datetime import UTC, datetime
+from functools import partial
 
 import pytest
 
 import qengine
 from qengine.brokers import make_broker
 from qengine.chains import continue_chain
-from qengine.cluster.cluster import Cluster
 from qengine.cluster.monitor import Monitor
 from qengine.cluster.reporting import ReportingThread
-from qengine.cluster.state import Held
+from qengine.cluster.state import Counters, Held, Holdings
+from qengine.cluster.workers import Results
 from qengine.errors import BrokerError, StoreError
 from qengine.outcomes import finish
 from qengine.runtime import get_signer, get_store
@@ -30,7 +32,26 @@ def config(embedded) -> qengine.Config:
     return qengine.configure(embedded, retry=1, timeout=0.5)
 
 
-def held_task(cluster: Cluster) -> tuple[Held, TaskMessage]:
+class MonitorBench:
+    """A monitor in this process with the real broker and store of ``config``; no pool."""
+
+    def __init__(self, config: qengine.Config) -> None:
+        self.config = config
+        self.broker = make_broker(config)
+        self.store = get_store(config)
+        self.holdings = Holdings(8)
+        self.results: Results = queue.SimpleQueue()
+        self.counters = Counters()
+        self.reported: list[int] = []
+        self.monitor = Monitor(
+            config=config, broker=self.broker, holdings=self.holdings, results=self.results,
+            finish=partial(finish, config=config, broker=self.broker, store=self.store),
+            counters=self.counters, note_worker=lambda pid, rss: None,
+            report_broken=self.reported.extend, label="test",
+        )  # fmt: skip
+
+
+def held_task(cluster: MonitorBench) -> tuple[Held, TaskMessage]:
     message = TaskMessage(id=new_id()[0], name="held", func="tests.tasks.add", args=(1, 2))
     cluster.broker.enqueue(get_signer(cluster.config).dumps(message))
     (delivery,) = cluster.broker.receive(timeout=1)
@@ -40,9 +61,7 @@ def held_task(cluster: Cluster) -> tuple[Held, TaskMessage]:
 
 
 def test_a_batch_that_cannot_be_finished_is_let_go_for_redelivery(config, monkeypatch, caplog):
-    cluster = Cluster(config)
-    cluster.broker = make_broker(config)
-    cluster.store = get_store(config)
+    cluster = MonitorBench(config)
     held, message = held_task(cluster)
     done = outcome(3, task_id=message.id)
 
@@ -51,7 +70,7 @@ def test_a_batch_that_cannot_be_finished_is_let_go_for_redelivery(config, monkey
 
     monkeypatch.setattr(cluster.store, "save_rows", broken)
     with caplog.at_level(logging.ERROR):
-        Monitor(cluster).settle([(held, done)])
+        cluster.monitor.settle([(held, done)])
     # Not held any more (a stop would otherwise wait on it for ever) ...
     assert len(cluster.holdings) == 0
     assert "will be delivered again" in caplog.text
@@ -63,14 +82,11 @@ def test_a_batch_that_cannot_be_finished_is_let_go_for_redelivery(config, monkey
     cluster.broker.close()
 
 
-def test_a_cancelled_hand_off_is_reported_and_the_rest_of_its_batch_saved(config, monkeypatch):
+def test_a_cancelled_hand_off_is_reported_and_the_rest_of_its_batch_saved(config):
     # A replaced pool cancels the hand-offs it had not started; one batch of the monitor can
     # hold such a hand-off beside finished ones.
-    cluster = Cluster(config)
-    cluster.broker = make_broker(config)
-    cluster.store = get_store(config)
-    reported: list[int] = []
-    monkeypatch.setattr(cluster, "report_broken", reported.extend)
+    cluster = MonitorBench(config)
+    reported = cluster.reported
     cancelled_task, _ = held_task(cluster)
     finished_task, message = held_task(cluster)
     cancelled: Future = Future()
@@ -80,7 +96,7 @@ def test_a_cancelled_hand_off_is_reported_and_the_rest_of_its_batch_saved(config
     finished.set_result([(finished_task.seq, True, dumps(3), now, now, 123, 0, False)])
     cluster.results.put(([cancelled_task.seq], cancelled))
     cluster.results.put(([finished_task.seq], finished))
-    assert Monitor(cluster).tick() == 1
+    assert cluster.monitor.tick() == 1
     assert reported == [cancelled_task.seq]  # the guard runs it again
     assert cluster.store.get(message.id).result == 3
     assert cluster.holdings.get(finished_task.seq) is None  # acknowledged and let go

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -28,7 +29,9 @@ def scheduler(tmp_path, redis_url, redis_client, cluster_name):
         config=config, store=get_store(config), broker=broker, signer=get_signer(config),
         label=cluster_name,
     )  # fmt: skip
-    yield Scheduler(parts)
+    thread = Scheduler(**vars(parts), stop_event=threading.Event())
+    # The tests read the parts back as ``scheduler.cluster``.
+    yield SimpleNamespace(cluster=parts, tick=thread.tick)
     broker.delete_queue()
     for key in redis_client.scan_iter(f"*{cluster_name}*"):
         redis_client.delete(key)
