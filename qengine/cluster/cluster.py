@@ -224,7 +224,7 @@ class Cluster:
             self.reporting.start()
         make_pool = partial(
             WorkerPool, workers=config.workers, recycle=config.recycle, signer=signer,
-            affinity=config.cpu_affinity, worker_init=self.worker_init, timeout=config.timeout,
+            affinity=config.cpu_affinity, worker_init=self.worker_init,
         )  # fmt: skip
         self.workers = workers = Workers(make_pool, self.results, self.label)
         workers.renew()

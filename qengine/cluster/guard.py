@@ -125,9 +125,8 @@ class Guard:
                 # way to the monitor, and running it again would only run it twice.
                 continue
             if held.timed_out:
-                timeout = held.message.timeout or self.config.timeout
                 reason = (
-                    f"TaskTimeout: the task timed out after {timeout} seconds "
+                    f"TaskTimeout: the task timed out after {held.timeout_s} seconds "
                     "and its worker was killed"
                 )
                 self.give_up(held, reason, timed_out=True, acknowledge=False)
@@ -161,7 +160,7 @@ class Guard:
             held = self.holdings.get(view.seq)
             if held is None or held.timed_out:
                 continue
-            timeout = held.message.timeout or self.config.timeout
+            timeout = held.timeout_s
             if timeout is None:
                 continue
             if now - view.started > timeout + hard_grace_s(timeout):

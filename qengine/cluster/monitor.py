@@ -20,6 +20,7 @@ from .state import Counters, Held, Holdings
 if TYPE_CHECKING:
     from ..brokers.base import Broker
     from ..config import Config
+    from .pool import HandBack
     from .workers import Results
 
 __all__ = ["Monitor"]
@@ -142,11 +143,13 @@ class Monitor:
                     reason = f"the worker failed: {error!r}"
                     outcomes.append((held, failed_outcome(held.message, reason)))
             return
-        for seq, success, blob, started, stopped, pid, rss, timed_out in future.result():
+        back: HandBack = future.result()
+        pid, rss = back.pid, back.rss_kb
+        self.note_worker(pid, rss)
+        for seq, success, blob, started, stopped, timed_out in back.rows():
             held = holdings.get(seq)
             if held is None:
                 continue
-            self.note_worker(pid, rss)
             outcome = Outcome(
                 message=held.message, success=success, result_blob=blob, started=started,
                 stopped=stopped, pid=pid, rss_kb=rss, timed_out=timed_out,

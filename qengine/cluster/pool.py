@@ -16,17 +16,17 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from datetime import datetime
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..lifecycle import between_batches
 from ..signing import Signer
-from ..task import Outcome
 from .worker import execute, rss_kb
 
-__all__ = ["RecyclingExecutor", "SlotView", "WorkerPool", "run_batch"]
+__all__ = ["HandBack", "Handoff", "RecyclingExecutor", "SlotView", "WorkerPool", "run_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,38 @@ _FIELDS = 3  # pid, seq, started (epoch seconds)
 _slots: Any = None
 _slot = -1
 _signer: Signer | None = None
-_timeout: float | None = None
+
+Handoff = tuple[int, bytes, float | None]
+"""One task handed to a worker: ``(seq, package, timeout_s)``, its timeout decided by the
+cluster (``state.task_timeout``)."""
+
+
+class HandBack(NamedTuple):
+    """What a worker returns for one hand-off: its tasks' outcomes, without their messages.
+
+    The cluster holds the messages. Values of each task are in lists, in
+    hand-off order: this crosses processes for every hand-off, and one
+    record per hand-off pickles as fast as plain tuples, where a record per
+    task would cost about a microsecond each on both sides.
+    """
+
+    pid: int
+    """The worker's process id."""
+    rss_kb: int
+    """The worker's resident memory after the hand-off (read once per hand-off)."""
+    seqs: list[int]
+    successes: list[bool]
+    result_blobs: list[bytes]
+    started: list[datetime]
+    stopped: list[datetime]
+    timed_out: list[bool]
+
+    def rows(self) -> Iterator[tuple[int, bool, bytes, datetime, datetime, bool]]:
+        """``(seq, success, result_blob, started, stopped, timed_out)`` per task."""
+        return zip(
+            self.seqs, self.successes, self.result_blobs, self.started, self.stopped,
+            self.timed_out, strict=True,
+        )  # fmt: skip
 
 
 def _cpus_for(index: int, affinity: int) -> list[int] | None:
@@ -76,17 +107,15 @@ def _init_worker(
     signer: Signer,
     affinity: int,
     worker_init: Callable[[], None] | None,
-    timeout: float | None = None,
 ) -> None:
     """Runs once in each new worker process."""
-    global _slots, _slot, _signer, _timeout
+    global _slots, _slot, _signer
     # Ctrl+C reaches the whole process group; the cluster, not its workers, decides
     # how to stop, and workers finish the task they are on.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _slots = slots
     _slot = _claim_slot(slots, lock)
     _signer = signer
-    _timeout = timeout
     cpus = _cpus_for(max(_slot, 0), affinity)
     if cpus is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cpus)
@@ -94,34 +123,37 @@ def _init_worker(
         worker_init()
 
 
-def run_batch(batch: Sequence[tuple[int, bytes]]) -> list[tuple[Any, ...]]:
-    """Run packages one after the other in this worker; return one slim outcome per task.
-
-    Outcomes travel back without the task message (the cluster holds it):
-    ``(seq, success, result_blob, started, stopped, pid, rss_kb, timed_out)``.
-    """
+def run_batch(batch: Sequence[Handoff]) -> HandBack:
+    """Run packages one after the other in this worker; return their outcomes, slim."""
     assert _signer is not None, "worker not initialised"
-    done: list[tuple[int, Outcome]] = []
+    seqs: list[int] = []
+    successes: list[bool] = []
+    blobs: list[bytes] = []
+    started: list[datetime] = []
+    stopped: list[datetime] = []
+    timed_out: list[bool] = []
     base = _slot * _FIELDS
-    for seq, package in batch:
+    for seq, package, timeout_s in batch:
         if _slot >= 0:
             _slots[base + 2] = time.time()
             _slots[base + 1] = seq
         between_batches()  # a Django worker closes stale connections as around a request
         try:
             message = _signer.loads(package)
-            if message.timeout is None:
-                message.timeout = _timeout  # the cluster's default applies
-            done.append((seq, execute(message, measure=False)))
+            message.timeout = timeout_s  # the cluster's decision: its own, else the default
+            outcome = execute(message, measure=False)
         finally:
             if _slot >= 0:
                 _slots[base + 1] = 0
+        seqs.append(seq)
+        successes.append(outcome.success)
+        blobs.append(outcome.result_blob)
+        started.append(outcome.started)
+        stopped.append(outcome.stopped)
+        timed_out.append(outcome.timed_out)
     between_batches()
     rss = rss_kb()  # once per hand-off: reading /proc is a few system calls
-    return [
-        (seq, o.success, o.result_blob, o.started, o.stopped, o.pid, rss, o.timed_out)
-        for seq, o in done
-    ]
+    return HandBack(os.getpid(), rss, seqs, successes, blobs, started, stopped, timed_out)
 
 
 def _noop() -> int:
@@ -169,7 +201,6 @@ class WorkerPool:
         signer: Signer,
         affinity: int = 0,
         worker_init: Callable[[], None] | None = None,
-        timeout: float | None = None,
     ) -> None:
         WorkerPool.generation += 1
         self.generation = WorkerPool.generation
@@ -185,7 +216,7 @@ class WorkerPool:
             max_workers=workers,
             mp_context=context,
             initializer=_init_worker,
-            initargs=(self.slots, self.lock, signer, affinity, worker_init, timeout),
+            initargs=(self.slots, self.lock, signer, affinity, worker_init),
             max_tasks_per_child=recycle or None,
         )
         self.processes: dict[int, BaseProcess] = {}
@@ -199,7 +230,7 @@ class WorkerPool:
             future.result(timeout=60)
         self.refresh()
 
-    def submit(self, batch: Sequence[tuple[int, bytes]]) -> Future[list[tuple[Any, ...]]]:
+    def submit(self, batch: Sequence[Handoff]) -> Future[HandBack]:
         return self.executor.submit(run_batch, batch)
 
     def refresh(self) -> list[int]:

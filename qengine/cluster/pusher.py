@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from .. import lifecycle
 from ..errors import BrokerError, SignatureError, StoreError
 from ..task import TaskMessage
-from .state import Counters, GiveUp, Held, Holdings
+from .state import Counters, GiveUp, Held, Holdings, task_timeout
 
 if TYPE_CHECKING:
     from ..brokers.base import Broker
@@ -36,7 +36,8 @@ class Pusher:
 
     Owns the receiving end of the broker: it takes as many packages as the
     holdings have room for, verifies and unpacks each (one that fails is
-    dropped, counted and logged once, never run), acknowledges a redelivered
+    dropped, counted and logged once, never run), decides its timeout
+    (``task_timeout``), acknowledges a redelivered
     task whose success is stored already, gives up one delivered past
     ``max_attempts``, and dispatches the rest. With ``run_once`` it stops the
     cluster once the queue is empty and nothing is held.
@@ -115,6 +116,7 @@ class Pusher:
             return 0
         counters = self.counters
         limit = self.config.max_attempts
+        default_timeout_s = self.config.timeout
         ready: list[Held] = []
         for delivery in deliveries:
             try:
@@ -130,7 +132,10 @@ class Pusher:
             if delivery.count > 1:
                 counters.redeliveries += 1
             message.attempt_count = delivery.count
-            held = Held(seq=holdings.next_seq(), delivery=delivery, message=message)
+            held = Held(
+                seq=holdings.next_seq(), delivery=delivery, message=message,
+                timeout_s=task_timeout(message, default_timeout_s),
+            )  # fmt: skip
             if delivery.count > 1 and self._already_done(held):
                 continue
             if limit and delivery.count > limit:

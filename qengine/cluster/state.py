@@ -19,7 +19,16 @@ from ..task import TaskMessage
 if TYPE_CHECKING:
     from .pool import WorkerPool
 
-__all__ = ["Counters", "GiveUp", "Held", "Holdings"]
+__all__ = ["Counters", "GiveUp", "Held", "Holdings", "task_timeout"]
+
+
+def task_timeout(message: TaskMessage, default_s: float | None) -> float | None:
+    """The timeout a task runs under: its own, else the cluster's (``default_s``); None: none.
+
+    Decided once, when the pusher takes the task, and carried with it: to the
+    worker (the soft timeout) and to the guard (the hard one).
+    """
+    return default_s if message.timeout is None else message.timeout
 
 
 @dataclass(slots=True, kw_only=True)
@@ -29,6 +38,8 @@ class Held:
     seq: int
     delivery: Delivery
     message: TaskMessage
+    timeout_s: float | None = None
+    """Its effective timeout (``task_timeout``); the worker and the guard both use this one."""
     deaths: int = 0
     """Times a worker died while running this task (kill -9, crash, hard timeout)."""
     timed_out: bool = False

@@ -71,7 +71,7 @@ class Workers:
         for size in batch_sizes(len(items), pool.workers):
             chunk = items[start : start + size]
             start += size
-            batch = [(held.seq, held.delivery.package) for held in chunk]
+            batch = [(held.seq, held.delivery.package, held.timeout_s) for held in chunk]
             try:
                 future = pool.submit(batch)
             except RuntimeError:

@@ -40,7 +40,7 @@ class FakePool:
 
     def submit(self, batch):
         future: Future = Future()
-        for seq, _package in batch:
+        for seq, _package, _timeout_s in batch:
             self.handed.append(seq)
             self.futures[seq] = future
         return future
@@ -207,7 +207,7 @@ def test_a_tick_renews_the_leases_of_held_tasks_four_times_per_retry(embedded):
 
 def test_a_task_past_its_timeout_and_grace_has_its_worker_killed(cluster):
     task = held(cluster)
-    task.message.timeout = 2
+    task.timeout_s = 2  # decided by the pusher (``task_timeout``)
     cluster.dispatch([task])
     cluster.pool.started[task.seq] = time.time() - 2.5  # within the grace (1 s for 2 s)
     cluster.guard.tick(time.monotonic())
@@ -218,6 +218,21 @@ def test_a_task_past_its_timeout_and_grace_has_its_worker_killed(cluster):
     assert task.timed_out
     cluster.guard.tick(time.monotonic())
     assert cluster.pool.killed == [1000 + task.seq], "killed once"
+
+
+def test_a_timed_out_task_in_a_pool_that_broke_is_failed_with_its_timeout(cluster):
+    task = held(cluster)
+    task.timeout_s = 2
+    cluster.dispatch([task])
+    cluster.pool.started[task.seq] = time.time() - 10
+    cluster.guard.enforce_timeouts()
+    cluster.pool.executor._broken = True  # the kill broke the pool
+    cluster.guard.replace_broken_pool()
+    [(given_up, reason, timed_out)] = cluster.given_up
+    assert given_up is task
+    assert timed_out
+    assert "timed out after 2 seconds" in reason
+    assert cluster.pool.handed == []  # not run again
 
 
 def test_a_pool_whose_worker_passed_max_rss_is_retired_for_a_new_one(embedded):

@@ -15,6 +15,7 @@ import qengine
 from qengine.brokers import make_broker
 from qengine.chains import continue_chain
 from qengine.cluster.monitor import Monitor
+from qengine.cluster.pool import HandBack
 from qengine.cluster.reporting import ReportingThread
 from qengine.cluster.state import Counters, Held, Holdings
 from qengine.cluster.workers import Results
@@ -93,7 +94,9 @@ def test_a_cancelled_hand_off_is_reported_and_the_rest_of_its_batch_saved(config
     cancelled.cancel()
     finished: Future = Future()
     now = datetime.now(UTC)
-    finished.set_result([(finished_task.seq, True, dumps(3), now, now, 123, 0, False)])
+    finished.set_result(
+        HandBack(123, 0, [finished_task.seq], [True], [dumps(3)], [now], [now], [False])
+    )
     cluster.results.put(([cancelled_task.seq], cancelled))
     cluster.results.put(([finished_task.seq], finished))
     assert cluster.monitor.tick() == 1

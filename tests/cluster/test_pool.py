@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 
-from qengine.cluster.pool import RecyclingExecutor
+from qengine.cluster.pool import RecyclingExecutor, WorkerPool
+from qengine.signing import Signer
+from qengine.task import TaskMessage, new_id
 
 
 def test_recycled_workers_are_replaced_under_a_backlog():
@@ -52,3 +55,24 @@ def test_every_public_name_still_resolves_from_the_package():
     missing = [name for name in qengine.__all__ if getattr(qengine, name, None) is None]
     assert missing == []
     assert qengine.status.Stat is not None  # submodules load on first use too
+
+
+def test_a_hand_off_runs_each_task_under_the_timeout_handed_with_it():
+    signer = Signer("pool-tests", "pool")
+    slow = TaskMessage(id=new_id()[0], name="slow", func="tests.tasks.sleep", args=(5,))
+    quick = TaskMessage(id=new_id()[0], name="quick", func="tests.tasks.add", args=(1, 2))
+    pool = WorkerPool(workers=1, recycle=0, signer=signer)
+    pool.start()
+    try:
+        # The timeout travels with the task: the message itself names none.
+        handoffs = [(1, signer.dumps(slow), 0.3), (2, signer.dumps(quick), None)]
+        back = pool.submit(handoffs).result(timeout=30)
+    finally:
+        pool.shutdown(wait=True)
+    assert back.seqs == [1, 2]
+    assert back.timed_out == [True, False]
+    assert back.successes == [False, True]
+    assert pickle.loads(back.result_blobs[1]) == 3
+    assert back.pid in pool.processes
+    assert back.rss_kb > 0
+    assert [seq for seq, *_ in back.rows()] == [1, 2]

@@ -18,9 +18,10 @@ import pytest
 import qengine
 from qengine.brokers.base import Delivery
 from qengine.cluster.monitor import Monitor
+from qengine.cluster.pool import HandBack
 from qengine.cluster.pusher import Pusher
 from qengine.cluster.scheduler import LOOK_AGAIN_S, Scheduler, slot_task_id
-from qengine.cluster.state import Counters, Held, Holdings
+from qengine.cluster.state import Counters, Held, Holdings, task_timeout
 from qengine.config import Config
 from qengine.errors import BrokerError
 from qengine.outcomes import failed_outcome
@@ -132,6 +133,17 @@ def test_pusher_tick_holds_and_dispatches_what_verifies_and_drops_the_rest():
     assert bench.counters.rejected == 1
 
 
+def test_a_tasks_timeout_is_its_own_else_the_clusters_decided_when_it_is_taken():
+    assert task_timeout(message(timeout=3), 10) == 3
+    assert task_timeout(message(), 10) == 10
+    assert task_timeout(message(), None) is None
+    own, default = message(timeout=3), message()
+    bench = PusherBench(FakeBroker(*signed(own, default)), timeout=10)
+    bench.pusher.tick()
+    assert [held.timeout_s for held in bench.dispatched] == [3, 10]
+    assert bench.dispatched[1].message.timeout is None, "the message stays as it was sent"
+
+
 def test_pusher_tick_takes_no_more_than_the_holdings_have_room_for():
     broker = FakeBroker(*signed(*(message() for _ in range(6))))
     bench = PusherBench(broker)
@@ -197,10 +209,12 @@ class MonitorBench:
         """A finished hand-off of these tasks, as the pool's future carries it."""
         future: Future = Future()
         now = datetime.now(UTC)
-        future.set_result(
-            [(held.seq, ok, dumps(ok), now, now, 4242, 1000, False) for held, ok in rows]
-        )
-        self.results.put(([held.seq for held, _ in rows], future))
+        seqs = [held.seq for held, _ in rows]
+        oks = [ok for _, ok in rows]
+        times = [now] * len(rows)
+        blobs = [dumps(ok) for ok in oks]
+        future.set_result(HandBack(4242, 1000, seqs, oks, blobs, times, times, [False] * len(rows)))
+        self.results.put((seqs, future))
 
 
 def test_monitor_tick_saves_acknowledges_releases_and_counts_a_hand_off():
