@@ -41,9 +41,9 @@ class Monitor:
     died). Each batch is saved with ``finish`` (``qengine.outcomes.finish``
     bound to the cluster's store, notifier and reporters), retried while the
     store is down; then it acknowledges what is done, releases it from the
-    holdings and counts it. Acknowledgements the broker refused are its to
-    retry. Hand-offs that came back without outcomes go to
-    ``report_broken`` (the guard replaces the pool).
+    holdings and counts it, retrying acknowledgements the broker refused.
+    Hand-offs that came back without outcomes go to ``report_broken`` (the
+    guard then replaces the pool).
     """
 
     def __init__(

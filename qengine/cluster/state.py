@@ -53,7 +53,8 @@ class Held:
 class GiveUp(Protocol):
     """Fail a held task without (another) run and let the monitor settle it (the cluster's).
 
-    ``acknowledge=False`` leaves a failed task to the broker's redelivery rules.
+    With ``acknowledge=False`` the usual rules (``ack_failures``, ``max_attempts``)
+    decide whether the failure is acknowledged or delivered again.
     """
 
     def __call__(
