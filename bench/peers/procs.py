@@ -23,12 +23,13 @@ _GROUPS: set[int] = set()
 """Process groups this process started and has not reaped: killed at exit, whatever happens."""
 
 
-def _kill_all_groups() -> None:
+def kill_all_groups() -> None:
+    """Kill every process group this process started and has not yet stopped."""
     for pgid in list(_GROUPS):
         kill_group(pgid)
 
 
-atexit.register(_kill_all_groups)
+atexit.register(kill_all_groups)
 
 
 def spawn_group(

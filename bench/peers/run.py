@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
                 shown = ", ".join(f"{k} {v:.4g}" for k, v in outcome["figures"].items())
                 print(f"round {number} {system}: {shown}", flush=True)
     finally:
-        procs._kill_all_groups()
+        procs.kill_all_groups()
         flush_dbs(args.redis_db)
 
     summary = summarize(rounds)
