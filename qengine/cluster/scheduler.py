@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +11,7 @@ from sqlalchemy import Connection
 
 from .. import lifecycle
 from ..api import prepare
-from ..schedules import Schedule, claim_due, seconds_until_due
+from ..schedules import Schedule, claim_due, seconds_until_due, slot_task_id
 from ..task import new_id
 
 if TYPE_CHECKING:
@@ -27,15 +26,6 @@ log = logging.getLogger(__name__)
 
 LOOK_AGAIN_S = 0.5
 """Longest sleep between two looks: a schedule created meanwhile starts within this."""
-
-
-_SLOT_IDS = uuid.UUID("5f0c6a52-6c1e-4b8e-9a57-0f1f4e2d7c31")
-"""Namespace of the task ids of schedule runs (uuid5)."""
-
-
-def slot_task_id(cluster_name: str, schedule_id: int | None, slot: datetime) -> str:
-    """The task id of one run of a schedule: the same every time that slot is enqueued."""
-    return uuid.uuid5(_SLOT_IDS, f"{cluster_name}:{schedule_id}:{slot.isoformat()}").hex
 
 
 class Scheduler:
