@@ -27,7 +27,7 @@ from .errors import (
 # process imports the engine only to run tasks and must not pay for them (in memory
 # and start-up time), so these load on first use.
 _LAZY = {
-    "api": ("async_task", "count_group", "delete_cached", "delete_group", "fetch",
+    "api": ("async_task", "async_tasks", "count_group", "delete_cached", "delete_group", "fetch",
             "fetch_group", "queue_size", "resubmit", "result", "result_group"),
     "brokers": ("Broker",),
     "chains": ("AsyncTask", "Chain", "Iter", "async_chain", "async_iter"),
@@ -42,6 +42,7 @@ _HOME = {name: module for module, names in _LAZY.items() for name in names}
 if TYPE_CHECKING:
     from .api import (
         async_task,
+        async_tasks,
         count_group,
         delete_cached,
         delete_group,
@@ -105,6 +106,7 @@ __all__ = [
     "async_chain",
     "async_iter",
     "async_task",
+    "async_tasks",
     "configure",
     "count_group",
     "delete_cached",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .brokers import Broker
@@ -20,6 +20,7 @@ from .transactions import defer
 __all__ = [
     "OPTION_KEYS",
     "async_task",
+    "async_tasks",
     "count_group",
     "delete_cached",
     "delete_group",
@@ -234,6 +235,88 @@ def _run_inline(
     received.attempt_count = 1
     outcome = execute(received, soft_timeout=False)
     finish([outcome], config, broker=broker, continue_chain=continue_chain)
+
+
+Call = tuple[Any, ...]
+"""One task of ``async_tasks``: ``(func,)``, ``(func, args)`` or ``(func, args, kwargs)``."""
+
+
+def _unpack_call(call: Any, index: int) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+    if isinstance(call, str) or callable(call):
+        return call, (), {}
+    if not isinstance(call, tuple | list) or not 1 <= len(call) <= 3:
+        raise TypeError(
+            f"async_tasks: call {index} is {shown(call)}; each call is a function (or its "
+            "dotted path), or a tuple (func, args) or (func, args, kwargs)"
+        )
+    func, args, kwargs = (*call, *((), {})[len(call) - 1 :])
+    if not isinstance(args, tuple | list) or not isinstance(kwargs, dict):
+        raise TypeError(
+            f"async_tasks: call {index} needs args as a tuple or list and kwargs as a dict, "
+            f"not {type(args).__name__} and {type(kwargs).__name__}"
+        )
+    return func, tuple(args), kwargs
+
+
+def async_tasks(calls: Iterable[Any], **options: Any) -> list[str]:
+    """Queue many tasks in one call and one broker round trip; return their ids in order.
+
+    Each call is a function (or its dotted path) or a tuple ``(func, args)`` or
+    ``(func, args, kwargs)``. The keywords are ``async_task``'s options and apply
+    to every task (a ``group`` gathers them, a ``hook`` sees each one); keywords
+    for the functions go in each call's ``kwargs``. Every task is checked and
+    ``pre_enqueue`` sent for it before any is queued, so a bad call queues
+    nothing; with ``sync`` each runs inline, in order; with ``on_commit`` the
+    whole batch waits for the commit. On a broker without a batch operation the
+    packages are enqueued one by one.
+
+    Raises:
+        TypeError: a call is malformed, a keyword is not an option, or a task's
+            arguments cannot be pickled.
+        ValueError, ConfigError, PackageTooLarge, BrokerUnavailable: as ``async_task``.
+    """
+    options, rest = split_options(dict(options))
+    if rest:
+        raise TypeError(
+            f"async_tasks: {', '.join(map(repr, sorted(rest)))} not an option; keyword "
+            "arguments for the functions go in each call's kwargs: (func, args, kwargs)"
+        )
+    unpacked = [_unpack_call(call, index) for index, call in enumerate(calls)]
+    config = get_config()
+    broker: Broker | None = options.get("broker")
+    on_commit = options.get("on_commit")
+    if not on_commit:
+        return _send_many(unpacked, options, config, broker)
+    for func, _, _ in unpacked:
+        _check_call(func, options)
+    idents = [new_id() for _ in unpacked]
+
+    def send() -> None:
+        _send_many(unpacked, options, config, broker, idents)
+
+    defer(send, on_commit)
+    return [ident[0] for ident in idents]
+
+
+def _send_many(
+    calls: list[tuple[Any, tuple[Any, ...], dict[str, Any]]],
+    options: dict[str, Any],
+    config: Config,
+    broker: Broker | None,
+    idents: list[tuple[str, str]] | None = None,
+) -> list[str]:
+    messages = [
+        prepare(func, args, kwargs, options, config, idents[i] if idents else None)
+        for i, (func, args, kwargs) in enumerate(calls)
+    ]
+    if messages and messages[0].sync:
+        for message in messages:
+            _run_inline(message, config, broker, None)
+    elif messages:
+        signer = get_signer(config)
+        packages = [signer.dumps(message) for message in messages]
+        (broker or get_broker(config)).enqueue_many(packages)
+    return [message.id for message in messages]
 
 
 def async_task(func: str | Callable[..., Any], *args: Any, **kwargs: Any) -> str:

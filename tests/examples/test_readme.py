@@ -46,6 +46,7 @@ def block(first_line: str, language: str = "python") -> str:
 
 
 RUN_HERE = (
+    "import qengine\n\nids = qengine.async_tasks(",
     "import qengine\n\nqengine.configure(secret_key",
     "qengine.configure(\n    name=\"SQSExample\"",
     "qengine.configure(\n    name=\"MongoDB\"",
@@ -188,3 +189,12 @@ def test_the_error_reporter_examples_run(tmp_path) -> None:
     assert run(code, tmp_path).strip() == "['rollbar', 'sentry']"
     plugin = block("# qengine_slack/__init__.py")
     run(plugin + "SlackReporter('https://hooks.example.invalid/x')\n", tmp_path)
+
+
+def test_the_batch_example_queues_in_one_call(tmp_path) -> None:
+    code = block("import qengine\n\nids = qengine.async_tasks(") + textwrap.dedent(
+        """
+        print(len(ids), qengine.queue_size(), qengine.count_group("maths"))
+        """
+    )
+    assert run(code, tmp_path, QENGINE_STORE=store(tmp_path)).split() == ["2", "2", "0"]
