@@ -115,6 +115,7 @@ class Monitor:
         if broken:
             self.report_broken(broken)
         if outcomes:
+            self.holdings.settling(held.seq for held, _ in outcomes)
             self.settle(outcomes)
         return len(outcomes)
 

@@ -19,7 +19,7 @@ from ..task import TaskMessage
 if TYPE_CHECKING:
     from .pool import WorkerPool
 
-__all__ = ["Counters", "GiveUp", "Held", "Holdings", "task_timeout"]
+__all__ = ["SETTLING_CAP", "Counters", "GiveUp", "Held", "Holdings", "task_timeout"]
 
 
 def task_timeout(message: TaskMessage, default_s: float | None) -> float | None:
@@ -82,12 +82,27 @@ class Counters:
     """Pools and workers replaced, threads restarted; written in the guard's thread."""
 
 
+SETTLING_CAP = 1024
+"""Most finished tasks that may wait for their save and acknowledgement before the pusher
+stops taking more: the bound on memory when the store or the broker falls behind."""
+
+
 class Holdings:
-    """The cluster's held tasks by sequence number, with room accounting for the pusher."""
+    """The cluster's held tasks by sequence number, with room accounting for the pusher.
+
+    ``queue_limit`` (``limit``) counts the tasks waiting for a worker or running.
+    A task whose outcome the monitor has collected no longer holds a slot while
+    its result is saved and acknowledged: with the default limit (workers ** 2)
+    a slot held until the save left the store a handful of results per commit
+    and the workers idle during each one. Those settling tasks are bounded on
+    their own (``SETTLING_CAP``), so a store or broker that falls behind still
+    stops the pusher.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._items: dict[int, Held] = {}
+        self._settling: set[int] = set()
         self._seq = itertools.count(1)
         self._changed = threading.Condition()
 
@@ -102,15 +117,24 @@ class Holdings:
     def get(self, seq: int) -> Held | None:
         return self._items.get(seq)
 
+    def settling(self, seqs: Iterable[int]) -> None:
+        """These tasks finished running: their slots are free while their results are saved."""
+        with self._changed:
+            self._settling.update(seq for seq in seqs if seq in self._items)
+            self._changed.notify_all()
+
     def release(self, seqs: Iterable[int]) -> None:
         """Forget tasks that are finished (acknowledged, or left to the broker to redeliver)."""
         with self._changed:
             for seq in seqs:
                 self._items.pop(seq, None)
+                self._settling.discard(seq)
             self._changed.notify_all()
 
     def room(self) -> int:
-        return self.limit - len(self._items)
+        if len(self._settling) >= max(self.limit, SETTLING_CAP):
+            return 0
+        return self.limit - (len(self._items) - len(self._settling))
 
     def wait_for_room(self, timeout: float) -> bool:
         with self._changed:
