@@ -148,12 +148,16 @@ def _redis(url: str) -> Any:
 # -- qengine ----------------------------------------------------------------------------
 
 
+BATCH = 1000
+"""Tasks per ``async_tasks`` call in qengine's batch phase."""
+
+
 class QEngine(System):
     """qengine with its shipped defaults: the real cluster, configured by environment only."""
 
     name = "qengine"
     package = "qengine"
-    batch_api = None  # qengine.api has no batch enqueue (async_iter is one task over many args)
+    batch_api = "async_tasks()"
     tuning: ClassVar[dict[str, str]] = {}
 
     def __init__(self, ctx: Context) -> None:
@@ -179,6 +183,14 @@ class QEngine(System):
 
     def enqueue(self) -> Any:
         return self.qengine.async_task(self.func, *self.ctx.args)
+
+    def enqueue_batch(self, n: int) -> None:
+        call = (self.func, self.ctx.args)
+        for start in range(0, n, BATCH):  # batches of 1,000, as a producer would send them
+            self.qengine.async_tasks([call] * min(BATCH, n - start))
+
+    def purge(self) -> None:
+        self.qengine.get_broker().purge_queue()
 
     def count_done(self) -> int:
         # One count(*) on the store's file: with save_limit 0 every result is a row there.
