@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
-from qengine.config import Config
-from qengine.store import ResultStore, dumps
+from qengine.store import dumps
 from qengine.task import GROUP_ORDER, Outcome, TaskMessage
 
 BASE = datetime(2026, 1, 1, 12, tzinfo=UTC)
@@ -23,14 +20,6 @@ GROUP = [
 ENQUEUE_ORDER = ["a0", "b0", "c0", "d0"]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
-                        pytest.param("mariadb", marks=pytest.mark.mariadb)])  # fmt: skip
-def store(request, tmp_path) -> ResultStore:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/store.sqlite3"
-    else:
-        url = request.getfixturevalue(f"{request.param}_url")
-    return ResultStore(Config(store=url, save_limit=0))
 
 
 def finished(task_id: str, enqueued_s: int, stopped_s: int, success: bool) -> Outcome:

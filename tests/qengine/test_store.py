@@ -15,16 +15,6 @@ from qengine.store import ResultStore, dumps
 from qengine.task import Outcome, TaskMessage, new_id
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
-                        pytest.param("mariadb", marks=pytest.mark.mariadb)])  # fmt: skip
-def store(request, tmp_path) -> ResultStore:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/store.sqlite3"
-    else:
-        url = request.getfixturevalue(f"{request.param}_url")
-    return ResultStore(Config(store=url, save_limit=0))
-
-
 def outcome(
     value, *, success=True, task_id=None, group=None, save=None, stopped=None, attempt=1
 ) -> Outcome:
