@@ -458,6 +458,10 @@ class Run:
         Work not yet run must see a new execution; results not yet stored, a new row.
         """
         self._sampling.set()
+        # One last look: work that finished within a sampling interval of the fault's end
+        # (a fast recovery) would otherwise leave no sample after it and read as no progress.
+        with contextlib.suppress(Exception):
+            self.samples.append(self.sample())
         found: list[float | None] = []
         for base in self.fault_ends:
             after = [s for s in self.samples if s.at > base.at]
