@@ -4,6 +4,8 @@
     .venv/bin/python bench/peers/run.py --quick               # smoke run: N=300, 1 round, rt 50
     .venv/bin/python bench/peers/run.py --workload realistic -n 2000 -r 1
     .venv/bin/python bench/peers/run.py --systems qengine,celery -n 5000
+    .venv/bin/python bench/peers/run.py --systems qengine,qengine-keep250          # save_limit 250
+    .venv/bin/python bench/peers/run.py --systems qengine-embedded,django-q2-orm   # SQLite only
 
 Why: a figure of qengine alone says little; beside Huey, Dramatiq, Celery, RQ
 and django-q2, run the same way on the same machine in the same minutes, it
@@ -12,15 +14,17 @@ says where qengine stands and where it loses.
 What runs. The systems: qengine with its shipped defaults (the real cluster,
 ``python -m qengine.cli``, configured by QENGINE_* variables only: broker,
 SQLite store, secret key, 2 workers, save_limit 0, a unique name), qengine-tuned
-(the same plus bulk 100, queue_limit 1000, poll 0.01), Huey (RedisHuey,
-``huey_consumer -k process -w 2``), huey-notify (the same with
-``notify_result=True``; round trips only), Dramatiq (``--processes 2 --threads
-1``, Results middleware, Redis backend), Celery (prefork ``-c 2``, Redis broker
-and backend), RQ (two ``rq worker`` processes) and django-q2 (2 workers, Redis
-broker, SQLite, save_limit 0). Every system logs at WARNING, so none pays for a
-line per task. The peers are pip-installed from bench/peers/requirements.txt
-into bench/peers/.venv, made here when missing; the project's .venv is never
-touched.
+(the same plus bulk 100, queue_limit 1000, poll 0.01), qengine-embedded (no
+broker: queue and results in the one SQLite file), qengine-keep250 (save_limit
+at its default, 250), Huey (RedisHuey, ``huey_consumer -k process -w 2``),
+huey-notify (the same with ``notify_result=True``; round trips only), Dramatiq
+(``--processes 2 --threads 1``, Results middleware, Redis backend), Celery
+(prefork ``-c 2``, Redis broker and backend), RQ (two ``rq worker`` processes),
+django-q2 (2 workers, Redis broker, SQLite, save_limit 0) and django-q2-orm (the
+same with its ORM broker on that SQLite file). Every system logs at WARNING, so
+none pays for a line per task. The peers are pip-installed from
+bench/peers/requirements.txt into bench/peers/.venv, made here when missing; the
+project's .venv is never touched.
 
 The phases, per system and round (driver.py runs them, in the system's venv):
 
@@ -35,11 +39,13 @@ The phases, per system and round (driver.py runs them, in the system's venv):
             call: p50 and p99 over --rt tasks (after 10 unmeasured)
 
 Results are counted where each system stores them (qengine: rows in its SQLite
-store; django-q2: Success rows; Huey: its result hash; Dramatiq and Celery:
-DBSIZE of a Redis database holding only their results; RQ: its finished-job
-registry). Rounds go round-robin over the systems, so a drift of the machine's
-load touches all of them. bench/floor.py runs once per round too: the least a
-Redis + process-pool round trip costs here, with no queue library at all.
+store, or for qengine-keep250, which keeps only 250, the tasks its Redis consumer
+group has acknowledged, each only once its result is saved; django-q2: Success
+rows; Huey: its result hash; Dramatiq and Celery: DBSIZE of a Redis database
+holding only their results; RQ: its finished-job registry). Rounds go
+round-robin over the systems, so a drift of the machine's load touches all of
+them. bench/floor.py runs once per round too: the least a Redis + process-pool
+round trip costs here, with no queue library at all.
 
 Redis: two databases of 127.0.0.1:6379 (14 for brokers, 15 for result
 backends, ``--redis-db``), which must be empty at the start (``--flush`` clears
@@ -50,7 +56,9 @@ Output: a table on stdout, and Markdown and JSON in ``--out`` (default
 bench/peers/results/): for each figure the median over the rounds and the
 min-max, and each peer's ratio to qengine (defaults), peer / qengine, of the
 medians: above 1 a peer is faster on a rate (/s) and costlier on a cost (ms,
-MB, µs of CPU per task).
+MB, µs of CPU per task). Then, for the pairs of PAIRS present in the run, their
+drain and e2e ratios against a target: qengine-keep250 / qengine (the default
+save_limit within 10% of save_limit 0) and qengine-embedded / django-q2-orm.
 """
 
 from __future__ import annotations
@@ -90,6 +98,13 @@ PHASES = {
 }
 ONLY = {"huey-notify": ("rt",)}
 """Variants that exist for one phase: huey-notify differs from huey only in how a get waits."""
+PAIRS: tuple[tuple[str, str, float, str], ...] = (
+    ("qengine-keep250", "qengine", 0.9, "the default save_limit (250) within 10% of save_limit 0"),
+    ("qengine-embedded", "django-q2-orm", 3.0, "embedded default at 3x django-q2's ORM broker"),
+)
+"""(system, against, target, why): comparisons with a goal, beside the peer / qengine table."""
+PAIR_FIGURES = ("drain_per_s", "e2e_per_s")
+"""The rates a pair is judged on: a backlog drained, and warm workers fed by one producer."""
 
 # (key, column, format, higher is better)
 FIGURES: tuple[tuple[str, str, str, bool], ...] = (
@@ -276,6 +291,45 @@ def tables(
     return header, rows, ratios
 
 
+def pair_table(
+    rounds: dict[str, list[dict[str, Any]]], summary: dict[str, dict[str, dict[str, Any]]]
+) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of PAIRS' ratios (system / against) on PAIR_FIGURES, for pairs in the run.
+
+    Each cell is the ratio of the medians; with several rounds, the (min-max) of the
+    ratios round by round follows it, since the two systems of a round ran minutes
+    apart on the same machine: a spread of those says how far the medians can be trusted.
+    """
+    header = ["ratio"] + [f"{col} ↑" for key, col, _, _ in FIGURES if key in PAIR_FIGURES]
+    header += ["target", "met"]
+    rows = []
+    for system, against, target, _why in PAIRS:
+        if system not in summary or against not in summary:
+            continue
+        row, met = [f"{system} / {against}"], []
+        for key in PAIR_FIGURES:
+            top, bottom = summary[system].get(key), summary[against].get(key)
+            if not top or not bottom or not bottom["median"]:
+                row.append("—")
+                continue
+            ratio = top["median"] / bottom["median"]
+            met.append(ratio >= target)
+            text = f"{ratio:.2f}"
+            per_round = [
+                a["figures"][key] / b["figures"][key]
+                for a in rounds[system]
+                for b in rounds[against]
+                if a.get("round") == b.get("round")
+                and a["figures"].get(key) and b["figures"].get(key)
+            ]  # fmt: skip
+            if len(per_round) > 1:
+                text += f" ({min(per_round):.2f}-{max(per_round):.2f})"
+            row.append(text)
+        verdict = "—" if not met else "yes" if all(met) else "no"
+        rows.append([*row, f"≥ {target:.2f}", verdict])
+    return header, rows
+
+
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -376,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"{outcome.get('traceback', '')}{outcome.get('worker_log', '')}",
                           flush=True)  # fmt: skip
                     continue
+                outcome["round"] = number  # PAIRS' ratios match the rounds of two systems
                 rounds[system].append(outcome)
                 shown = ", ".join(f"{k} {v:.4g}" for k, v in outcome["figures"].items())
                 print(f"round {number} {system}: {shown}", flush=True)
@@ -385,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = summarize(rounds)
     header, rows, ratios = tables(summary, batch, failed)
+    pair_header, pairs = pair_table(rounds, summary)
     floor_line = "floor.py: not run"
     if floors:
         p50 = statistics.median(f["p50_ms"] for f in floors)
@@ -406,6 +462,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"peer / {BASELINE} (medians; rates ↑: above 1 the peer is faster; costs ↓: above 1 "
           "the peer costs more)")  # fmt: skip
     print(text_table(header, ratios))
+    if pairs:
+        print()
+        print("pairs with a target (ratio of the medians; (min-max) of the ratios per round)")
+        print(text_table(pair_header, pairs))
     print()
     print(floor_line)
     print(code_line)
@@ -444,8 +504,18 @@ def main(argv: list[str] | None = None) -> int:
         "",
         markdown_table(header, ratios),
         "",
-        floor_line + ".",
     ]
+    if pairs:
+        md += [
+            "Pairs with a target: the ratio of the medians, with the (min-max) of the ratios "
+            "round by round when more than one; met: every figure at or above the target. "
+            + "; ".join(f"{s} / {a}: {why}" for s, a, _, why in PAIRS if {s, a} <= set(summary))
+            + ".",
+            "",
+            markdown_table(pair_header, pairs),
+            "",
+        ]
+    md += [floor_line + "."]
     if failed:
         md += ["", "Failed: " + "; ".join(f"{s}: {e}" for s, e in failed.items())]
     base.with_suffix(".md").write_text("\n".join(md) + "\n")

@@ -159,11 +159,13 @@ class QEngine(System):
     package = "qengine"
     batch_api = "async_tasks()"
     tuning: ClassVar[dict[str, str]] = {}
+    unset: ClassVar[frozenset[str]] = frozenset()
+    """Variables of the common set left out, so that qengine's own default applies."""
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
         self.store_path = ctx.workdir / "store.sqlite3"
-        self.keys = {
+        keys = {
             "QENGINE_BROKER": ctx.broker_url,
             "QENGINE_STORE": f"sqlite:///{self.store_path}",
             "QENGINE_SECRET_KEY": "bench-peers",
@@ -172,6 +174,7 @@ class QEngine(System):
             "QENGINE_NAME": ctx.name,
             **self.tuning,
         }
+        self.keys = {key: value for key, value in keys.items() if key not in self.unset}
         sys.path.insert(0, str(ROOT))
         import qengine
 
@@ -190,7 +193,12 @@ class QEngine(System):
             self.qengine.async_tasks([call] * min(BATCH, n - start))
 
     def purge(self) -> None:
-        self.qengine.get_broker().purge_queue()
+        broker = self.qengine.get_broker()
+        broker.purge_queue()
+        # A purge that left the batch's tasks would have the drain count them as its own.
+        left = broker.queue_size() + broker.lock_size()
+        if left:
+            raise RuntimeError(f"{self.name}: {left} tasks still queued after the purge")
 
     def count_done(self) -> int:
         # One count(*) on the store's file: with save_limit 0 every result is a row there.
@@ -233,6 +241,61 @@ class QEngineTuned(QEngine):
         "QENGINE_QUEUE_LIMIT": "1000",
         "QENGINE_POLL": "0.01",
     }
+
+
+class QEngineEmbedded(QEngine):
+    """qengine with no broker set: queue and results in one SQLite file (the embedded default).
+
+    What a user who configures only a store gets: the SQL broker on the store's
+    database, polling it every ``poll`` (0.2 s) when the queue is empty.
+    """
+
+    name = "qengine-embedded"
+    unset: ClassVar[frozenset[str]] = frozenset({"QENGINE_BROKER"})
+
+
+class QEngineKeep250(QEngine):
+    """qengine with ``save_limit`` at its default (250), counted by its Redis consumer group.
+
+    Only the newest 250 successes stay as rows, so rows cannot count the
+    tasks done. The cluster acknowledges a task only after its result is saved
+    (monitor.py: save, then acknowledge), and acknowledging XACKs and XDELs the
+    entry in one script; so the group's ``entries-read`` (entries ever
+    delivered to it, a counter Redis 7 keeps) minus ``pending`` (delivered,
+    not yet acknowledged) is the number of results saved, read in one command.
+    """
+
+    name = "qengine-keep250"
+    unset: ClassVar[frozenset[str]] = frozenset({"QENGINE_SAVE_LIMIT"})
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        broker = self.qengine.get_broker()
+        self.stream, self.group = broker.stream, broker.group  # the names the cluster uses
+        self.redis = _redis(ctx.broker_url)
+
+    def count_done(self) -> int:
+        import redis
+
+        try:
+            groups = self.redis.xinfo_groups(self.stream)
+        except redis.ResponseError as exc:
+            if "no such key" in str(exc):  # nothing enqueued yet
+                return 0
+            raise
+        for group in groups:
+            if group["name"].decode() == self.group:
+                read = group["entries-read"]
+                if read is None and group["last-delivered-id"] != b"0-0":
+                    # Redis could not keep the counter (an entry deleted before it was read):
+                    # this count would be wrong, so the round fails rather than report it.
+                    raise RuntimeError(f"{self.name}: {self.group} has lost its entries-read")
+                return int(read or 0) - int(group["pending"])
+        return 0  # the group is made on the first receive
+
+    def close(self) -> None:
+        super().close()
+        self.redis.close()
 
 
 # -- Huey -------------------------------------------------------------------------------
@@ -411,10 +474,16 @@ class DjangoQ2(System):
     name = "django-q2"
     package = "django-q2"
     batch_api = None  # async_task only; async_iter is one task over many arguments
+    settings: ClassVar[str] = "djq_settings"
+    """The Django settings module of the producer and the cluster alike.
+
+    One per system, as ``django.setup()`` takes one per process: each system's
+    round runs in a driver process of its own, so they never meet.
+    """
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
-        os.environ["DJANGO_SETTINGS_MODULE"] = "djq_settings"
+        os.environ["DJANGO_SETTINGS_MODULE"] = self.settings
         import django
 
         django.setup()
@@ -443,7 +512,7 @@ class DjangoQ2(System):
         return [[sys.executable, "-m", "django", "qcluster"]]
 
     def worker_env(self) -> dict[str, str]:
-        return {**super().worker_env(), "DJANGO_SETTINGS_MODULE": "djq_settings"}
+        return {**super().worker_env(), "DJANGO_SETTINGS_MODULE": self.settings}
 
     def close(self) -> None:
         from django.db import connections
@@ -451,11 +520,22 @@ class DjangoQ2(System):
         connections.close_all()
 
 
+class DjangoQ2Orm(DjangoQ2):
+    """django-q2 with its ORM broker: the queue in the same SQLite file as the results.
+
+    django-q2's closest match to qengine's embedded default; ``migrate`` makes
+    its queue table (``django_q_ormq``) along with the others.
+    """
+
+    name = "django-q2-orm"
+    settings: ClassVar[str] = "djq_orm_settings"
+
+
 SYSTEMS: dict[str, type[System]] = {
-    cls.name: cls for cls in (QEngine, QEngineTuned, Huey, HueyNotify, Dramatiq, Celery, RQ,
-                              DjangoQ2)
+    cls.name: cls for cls in (QEngine, QEngineTuned, QEngineEmbedded, QEngineKeep250, Huey,
+                              HueyNotify, Dramatiq, Celery, RQ, DjangoQ2, DjangoQ2Orm)
 }  # fmt: skip
 """Every system, in the order the report lists them."""
 
-PROJECT_SYSTEMS = frozenset({"qengine", "qengine-tuned"})
+PROJECT_SYSTEMS = frozenset({"qengine", "qengine-tuned", "qengine-embedded", "qengine-keep250"})
 """Those whose driver runs in the project's .venv; the others in bench/peers/.venv."""
