@@ -54,6 +54,8 @@ def split_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
     parameter called ``hook`` or ``group``. ``task_name`` as a keyword is
     always an option, and wins over the one in ``q_options``.
     """
+    if not kwargs:
+        return {}, kwargs  # the common call: nothing to separate
     q_options = kwargs.pop("q_options", None)
     if q_options is None:
         q_options = {}
@@ -66,8 +68,8 @@ def split_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
             f"allowed: {', '.join(sorted(OPTION_KEYS))}"
         )
     options = dict(q_options)
-    for key in OPTION_KEYS - {"task_name"} - options.keys():
-        if key in kwargs:
+    for key in OPTION_KEYS.intersection(kwargs):
+        if key != "task_name" and key not in options:
             options[key] = kwargs.pop(key)
     # Django Q reads `task_name or q_options["task_name"]`: an empty keyword defers to q_options.
     keyword_name = kwargs.pop("task_name", None)
@@ -83,6 +85,9 @@ def check_options(options: Mapping[str, Any]) -> None:
         TypeError: ``hook`` is neither a dotted path nor a callable.
         ValueError: another option has a bad value; the message names it.
     """
+
+    if not options:
+        return
 
     def bad(key: str, allowed: str) -> ValueError:
         return ValueError(f"async_task option {key}={shown(options[key])} is invalid: {allowed}")

@@ -120,9 +120,31 @@ _check_max_rss = _must(
     lambda value: value is None or (_is_int(value) and value >= 1),
     f"None or a number of kilobytes >= 1 {_AT_MOST}",
 )
+QUEUE_PER_WORKER = 32
+"""Tasks held per worker by default: enough that each hand-off carries a batch."""
+
+
+def default_queue_limit(workers: int) -> int:
+    """``queue_limit`` when none is given: 32 per worker, never below Django Q's ``workers ** 2``.
+
+    Django Q's ``workers ** 2`` (4 for 2 workers) keeps so few tasks in flight
+    that the cluster waits on round trips instead of running tasks: a backlog
+    drained at a fifth of the rate 64 allow (bench/NOTES.md). It is a ceiling:
+    the cluster holds fewer when its tasks are slow (``Holdings.target``), so
+    clusters sharing a queue share slow tasks. The cost of holding more is on
+    failure only: a cluster killed without a chance to hand back its tasks
+    leaves them leased until ``retry`` runs out.
+    """
+    return max(workers**2, QUEUE_PER_WORKER * workers)
+
+
 _check_queue_limit = _must(
     lambda value: value is None or (_is_int(value) and value >= 1),
-    f"None (workers ** 2) or an integer >= 1 {_AT_MOST}",
+    f"None (32 per worker, at least workers ** 2) or an integer >= 1 {_AT_MOST}",
+)
+_check_bulk = _must(
+    lambda value: value is None or (_is_int(value) and value >= 1),
+    f"None (as many as queue_limit leaves room for) or an integer >= 1 {_AT_MOST}",
 )
 _check_timeout = _must(is_timeout, f"None or a number of seconds > 0 {_AT_MOST}")
 _check_cached = _must(is_cached, f"True, False or a number of seconds >= 1 {_AT_MOST}")
@@ -385,7 +407,8 @@ class Config:
     sync: bool = _key(False, _bool)
     """Run every task inline in the caller, as a worker would (for tests)."""
     queue_limit: int | None = _key(None, _check_queue_limit)
-    """Tasks one cluster holds in memory; None means workers ** 2."""
+    """Most tasks one cluster holds waiting for a worker or running (fewer when tasks are
+    slow: ``Holdings.target``); None: ``default_queue_limit``."""
     label: str = _key("Django Q", _check_label)
     """Title of the admin section."""
     catch_up: bool = _key(True, _bool)
@@ -405,10 +428,11 @@ class Config:
     """MongoDB as the broker: MongoClient keyword arguments, or a mongodb:// URI."""
     mongo_db: str | None = _key(None, _check_mongo_db)
     """Database of the MongoDB broker; None: the URI's database, else 'django-q'."""
-    bulk: int = _key(1, _positive_int)
-    """Packages taken from the broker per dequeue call."""
+    bulk: int | None = _key(None, _check_bulk)
+    """Most packages taken from the broker per receive; None: as many as queue_limit has
+    room for, so a busy cluster fills its room in one round trip."""
     poll: float = _key(0.2, _seconds_above_zero)
-    """Seconds a polling broker (SQL) sleeps when the queue is empty."""
+    """Longest pause of a polling broker (SQL) on an empty queue; shorter just after work."""
     cache: str | None = _key(None, _check_cache)
     """Where cached results live: a redis:// URL, 'store', 'memory' or a Django cache alias.
 
@@ -445,7 +469,7 @@ class Config:
         _check_broker_choice(self)
         object.__setattr__(self, "secret_key_fallbacks", tuple(self.secret_key_fallbacks))
         if self.queue_limit is None:
-            object.__setattr__(self, "queue_limit", self.workers**2)
+            object.__setattr__(self, "queue_limit", default_queue_limit(self.workers))
         if self.timeout is not None and self.timeout >= self.retry:
             warnings.warn(
                 f"timeout ({self.timeout}s) is not below retry ({self.retry}s): a task still "
@@ -453,7 +477,7 @@ class Config:
                 ConfigWarning,
                 stacklevel=4,
             )
-        if self.sqs is not None and self.bulk > 10:
+        if self.sqs is not None and self.bulk is not None and self.bulk > 10:
             warnings.warn(
                 f"bulk ({self.bulk}) is over 10, the most SQS delivers at once: "
                 "the SQS broker takes 10 at a time",
@@ -462,6 +486,11 @@ class Config:
             )
 
     # -- derived values -------------------------------------------------
+
+    @property
+    def receive_count(self) -> int:
+        """Packages one receive asks for: ``bulk``, else as many as ``queue_limit`` holds."""
+        return self.bulk or self.queue_limit or 1
 
     @property
     def broker_url(self) -> str:
@@ -634,6 +663,7 @@ def _parse_env(key: str, raw: str) -> Any:
 
 
 # -- loading ------------------------------------------------------------------
+
 
 def _read_file(path: str) -> dict[str, Any]:
     try:

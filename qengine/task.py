@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -103,6 +103,33 @@ class TaskMessage:
     def __getitem__(self, key: str) -> Any:
         # django_q handed receivers a dict; let ``task["name"]`` keep working.
         return getattr(self, key)
+
+    def __reduce__(self) -> tuple[Callable[[dict[str, Any]], TaskMessage], tuple[dict[str, Any]]]:
+        # Every async_task pickles one message, so its form is kept lean: only the fields
+        # that differ from their defaults, by name (a later version's fields stay
+        # optional), and ``enqueued`` as a POSIX timestamp, since an aware datetime
+        # alone pickles slower than the rest of the message together.
+        state: dict[str, Any] = {"id": self.id, "name": self.name, "func": self.func}
+        for name, default in _OPTIONAL_DEFAULTS:
+            value = getattr(self, name)
+            if value is not default and value != default:
+                state[name] = value
+        if self.kwargs:
+            state["kwargs"] = self.kwargs
+        state["enqueued"] = self.enqueued.timestamp()
+        return _message_from, (state,)
+
+
+def _message_from(state: dict[str, Any]) -> TaskMessage:
+    """Rebuild a message pickled by ``TaskMessage.__reduce__``."""
+    state["enqueued"] = datetime.fromtimestamp(state["enqueued"], UTC)
+    return TaskMessage(**state)
+
+
+_OPTIONAL_DEFAULTS = tuple(
+    (key.name, key.default) for key in fields(TaskMessage) if key.default is not MISSING
+)
+"""``(name, default)`` of the fields a message pickles only when they differ from it."""
 
 
 @dataclass(slots=True, kw_only=True)

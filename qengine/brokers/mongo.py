@@ -222,7 +222,7 @@ class MongoBroker(Broker):
 
         ``timeout`` defaults to one poll interval.
         """
-        count = count or self.config.bulk
+        count = count or self.config.receive_count
         poll = self.config.poll
         deadline = time.monotonic() + (poll if timeout is None else max(0.0, timeout))
         with self._errors("receive from"):

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+FIRST_PAUSE_S = 0.005
+"""Pause before looking again at a queue that just had work (see ``SqlBroker.receive``)."""
+
 CHUNK_BYTES = 4 * 1024 * 1024
 """Largest payload sum sent in one INSERT, under MySQL's default max_allowed_packet."""
 
@@ -117,6 +120,7 @@ class SQLBroker(Broker):
             self.url = mask_url(config.broker_url)
         self._retry = timedelta(seconds=config.retry)
         self._empty_at = float("-inf")
+        self._pause_s = self.config.poll
         """When a receive last found nothing: the next query waits a poll interval from there."""
 
     # -- plumbing -------------------------------------------------------------------
@@ -261,19 +265,25 @@ class SQLBroker(Broker):
     # -- consuming ------------------------------------------------------------------
 
     def receive(self, count: int | None = None, timeout: float | None = None) -> list[Delivery]:
-        """Lease up to ``count`` packages, polling every ``poll`` seconds until ``timeout``.
+        """Lease up to ``count`` packages, polling until ``timeout``.
 
         ``timeout`` defaults to one poll interval. Once the queue was found empty,
-        this instance queries again only ``poll`` seconds later, however its callers
-        loop; only a non-blocking call (``timeout=0``) always queries at once.
+        this instance queries again only after a pause, however its callers loop;
+        only a non-blocking call (``timeout=0``) always queries at once. The pause
+        is ``poll`` on an idle queue; after a package was found it starts at
+        ``FIRST_PAUSE_S`` and doubles at each empty look up to ``poll``: work
+        tends to come in runs, and a task queued just after the last one should
+        not wait ``poll`` seconds (a round trip with the embedded default went
+        from 220 ms to a few), while an idle cluster still looks only every
+        ``poll`` seconds.
         """
-        count = count or self.config.bulk
+        count = count or self.config.receive_count
         poll = self.config.poll
         wait_s = poll if timeout is None else max(0.0, timeout)
         deadline = time.monotonic() + wait_s
         while True:
             if wait_s > 0:
-                pause = self._empty_at + poll - time.monotonic()
+                pause = self._empty_at + self._pause_s - time.monotonic()
                 if pause > 0:
                     left = deadline - time.monotonic()
                     time.sleep(max(0.0, min(pause, left)))
@@ -282,7 +292,10 @@ class SQLBroker(Broker):
             deliveries = self._lease(count)
             if deliveries:
                 self._empty_at = float("-inf")
+                self._pause_s = min(FIRST_PAUSE_S, poll)
                 return deliveries
+            if self._empty_at != float("-inf"):  # a second empty look in a row
+                self._pause_s = min(self._pause_s * 2, poll)
             self._empty_at = time.monotonic()
             if self._empty_at >= deadline:
                 return []

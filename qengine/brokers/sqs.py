@@ -332,7 +332,7 @@ class SQSBroker(Broker):
         what remains under a second is polled every ``poll`` seconds, and one last
         poll at the deadline catches leases that ran out while a long poll waited.
         """
-        count = max(1, min(count or self.config.bulk, MAX_BATCH))
+        count = max(1, min(count or self.config.receive_count, MAX_BATCH))
         wait_s = 1.0 if timeout is None else max(0.0, timeout)
         deadline = time.monotonic() + wait_s
         with self._errors("receive from"):

@@ -147,6 +147,8 @@ class Monitor:
         back: HandBack = future.result()
         pid, rss = back.pid, back.rss_kb
         self.note_worker(pid, rss)
+        if back.seqs:
+            holdings.note_run(len(back.seqs), (back.stopped[-1] - back.started[0]).total_seconds())
         for seq, success, blob, started, stopped, timed_out in back.rows():
             held = holdings.get(seq)
             if held is None:

@@ -107,7 +107,7 @@ class Pusher:
             return 0
         broker = self.broker
         deliveries = broker.receive(
-            count=min(room, self.config.bulk), timeout=broker.receive_wait_s
+            count=min(room, self.config.receive_count), timeout=broker.receive_wait_s
         )
         if not deliveries:
             if self.run_once and not len(holdings) and not broker.queue_size():

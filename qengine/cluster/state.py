@@ -19,7 +19,7 @@ from ..task import TaskMessage
 if TYPE_CHECKING:
     from .pool import WorkerPool
 
-__all__ = ["SETTLING_CAP", "Counters", "GiveUp", "Held", "Holdings", "task_timeout"]
+__all__ = ["HELD_WORK_S", "SETTLING_CAP", "Counters", "GiveUp", "Held", "Holdings", "task_timeout"]
 
 
 def task_timeout(message: TaskMessage, default_s: float | None) -> float | None:
@@ -87,20 +87,29 @@ SETTLING_CAP = 1024
 stops taking more: the bound on memory when the store or the broker falls behind."""
 
 
+HELD_WORK_S = 0.05
+"""Seconds of work a cluster holds per worker (up to ``queue_limit``): enough that a worker
+never waits for the next round trip to the broker, little enough that slow tasks are left in
+the queue for other clusters."""
+
+
 class Holdings:
     """The cluster's held tasks by sequence number, with room accounting for the pusher.
 
     ``queue_limit`` (``limit``) counts the tasks waiting for a worker or running.
     A task whose outcome the monitor has collected no longer holds a slot while
-    its result is saved and acknowledged: with the default limit (workers ** 2)
-    a slot held until the save left the store a handful of results per commit
+    its result is saved and acknowledged: with a small limit (Django Q's
+    workers ** 2) a slot held until the save left the store a handful of results per commit
     and the workers idle during each one. Those settling tasks are bounded on
     their own (``SETTLING_CAP``), so a store or broker that falls behind still
     stops the pusher.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, workers: int | None = None) -> None:
         self.limit = limit
+        self.workers = workers
+        self.run_s: float | None = None
+        """Average seconds a task ran (per hand-off, smoothed); None before the first."""
         self._items: dict[int, Held] = {}
         self._settling: set[int] = set()
         self._seq = itertools.count(1)
@@ -131,10 +140,31 @@ class Holdings:
                 self._settling.discard(seq)
             self._changed.notify_all()
 
+    def note_run(self, tasks: int, seconds: float) -> None:
+        """A hand-off of ``tasks`` tasks kept its worker busy ``seconds`` (the monitor's)."""
+        if tasks > 0:
+            each = max(seconds, 0.0) / tasks
+            self.run_s = each if self.run_s is None else 0.8 * self.run_s + 0.2 * each
+
+    def target(self) -> int:
+        """How many tasks to hold waiting or running now: ``queue_limit`` at most.
+
+        With ``workers`` given, as many as keep each worker busy for
+        ``HELD_WORK_S`` at the tasks' recent speed, and at least two per worker
+        (one running, one ready); before the first task ran, that least.
+        """
+        if self.workers is None:
+            return self.limit
+        least = 2 * self.workers
+        if self.run_s is None:
+            return min(self.limit, least)
+        per_worker = HELD_WORK_S / max(self.run_s, 1e-6)
+        return max(min(self.limit, least), min(self.limit, int(self.workers * per_worker)))
+
     def room(self) -> int:
         if len(self._settling) >= max(self.limit, SETTLING_CAP):
             return 0
-        return self.limit - (len(self._items) - len(self._settling))
+        return self.target() - (len(self._items) - len(self._settling))
 
     def wait_for_room(self, timeout: float) -> bool:
         with self._changed:

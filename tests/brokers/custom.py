@@ -45,7 +45,7 @@ class MemoryBroker(Broker):
         return str(package_id)
 
     def receive(self, count: int | None = None, timeout: float | None = None) -> list[Delivery]:
-        count = count or self.config.bulk
+        count = count or self.config.receive_count
         deadline = time.monotonic() + (self.config.poll if timeout is None else timeout)
         with _changed:
             while True:

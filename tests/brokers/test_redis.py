@@ -165,7 +165,7 @@ def test_close_leaves_the_group_unless_the_consumer_holds_packages(
     holder, idle = RedisBroker(config), RedisBroker(config)
     brokers.extend([holder, idle])
     holder.enqueue_many([b"held", b"done"])
-    holder.receive(timeout=0)
+    holder.receive(count=1, timeout=0)
     (done,) = idle.receive(timeout=0)
     idle.acknowledge(done.ack_id)
     assert consumers(redis_client, holder) == {holder.consumer: 1, idle.consumer: 0}
@@ -190,3 +190,22 @@ def test_acknowledging_thousands_at_once_removes_them_all(
     broker.acknowledge_many([d.ack_id for d in delivered])
     assert redis_client.xlen(broker.stream) == 0
     assert redis_client.xpending(broker.stream, broker.group)["pending"] == 0
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("script_flags", [True, False], ids=["script", "pipeline"])
+def test_enqueue_many_queues_in_order_in_one_step_on_any_server(
+    config: Config, brokers: list[RedisBroker], script_flags: bool
+) -> None:
+    broker = RedisBroker(config)
+    brokers.append(broker)
+    # Redis 7 reads the script's shebang; an older server gets the MULTI/EXEC pipeline.
+    broker._script_flags = script_flags
+    packages = [b"%d" % i for i in range(2500)]
+    ids = broker.enqueue_many(packages)
+    assert len(ids) == len(set(ids)) == 2500
+    assert broker.enqueue_many([]) == []
+    received = broker.receive(count=3000, timeout=0)
+    assert [d.package for d in received] == packages
+    assert [d.ack_id for d in received] == ids
+    broker.acknowledge_many(ids)

@@ -161,3 +161,30 @@ def test_polling_an_empty_sqlite_queue_takes_no_write_lock(tmp_path: Any) -> Non
         polled.join()
     broker.acknowledge(delivery.ack_id)
     broker.close()
+
+
+def test_a_queue_that_just_had_work_is_looked_at_again_sooner_than_poll(tmp_path: Any) -> None:
+    # A long poll: an idle queue is looked at once a second at most.
+    config = load_config(
+        {"broker": f"sqlite:///{tmp_path}/q.sqlite3", "secret_key": SECRET, "poll": 1.0}
+    )
+    broker, producer = get_broker(config), SQLBroker(config)
+    producer.enqueue(b"first")
+    (first,) = broker.receive(timeout=0)
+    assert broker.receive(timeout=0.05) == []  # looked, found nothing: pauses briefly
+    producer.enqueue(b"second")
+    # Within 0.3 s, although poll is 1 s: the pause after work starts at FIRST_PAUSE_S.
+    (second,) = broker.receive(timeout=0.3)
+    assert second.package == b"second"
+
+    broker.acknowledge_many([first.ack_id, second.ack_id])
+    for _ in range(12):  # empty looks double the pause up to poll
+        broker.receive(timeout=0)
+        broker.receive(timeout=0.01)
+    producer.enqueue(b"third")
+    assert broker.receive(timeout=0.3) == []  # idle again: the next look is poll away
+    (third,) = broker.receive(timeout=1.5)
+    assert third.package == b"third"
+    broker.acknowledge(third.ack_id)
+    producer.close()
+    broker.close()

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import qengine
-from qengine.config import Config
+from qengine.config import Config, default_queue_limit
 from tests.processes import ROOT, ClusterProcess
 
 __all__ = ["ROOT", "ClusterProcess", "cluster_env", "embedded", "start_cluster"]
@@ -18,7 +18,7 @@ def cluster_env(config: Config) -> dict[str, str]:
     """The environment that gives a subprocess exactly ``config``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("QENGINE_")}
     for key, value in config.as_dict(masked=False).items():
-        if value is None or (key == "queue_limit" and value == config.workers**2):
+        if value is None or (key == "queue_limit" and value == default_queue_limit(config.workers)):
             continue
         if isinstance(value, dict | list):
             import json

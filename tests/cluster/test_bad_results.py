@@ -99,7 +99,7 @@ def test_a_cluster_stores_bad_results_as_failures_and_loses_nothing(embedded, st
 @pytest.mark.cluster
 def test_a_cluster_runs_a_package_just_under_max_package_size(embedded, start_cluster):
     config = qengine.configure(embedded, max_package_size=64 * 1024)
-    edge = largest_fitting_argument(sync=True, save=False)
+    edge = largest_fitting_argument()  # the options of the calls below: none
     before = queue_size()
     with pytest.raises(PackageTooLarge, match="max_package_size"):
         async_task(BAD + "size_of", b"x" * (edge + 1), task_name="edge")

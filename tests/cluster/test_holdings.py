@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from qengine.brokers.base import Delivery
-from qengine.cluster.state import SETTLING_CAP, Held, Holdings
+from qengine.cluster.state import HELD_WORK_S, SETTLING_CAP, Held, Holdings
 from qengine.task import TaskMessage, new_id
 
 
@@ -48,3 +48,43 @@ def test_a_task_already_released_does_not_count_as_settling() -> None:
     holdings.release([item.seq])
     holdings.settling([item.seq])  # a late report of a task let go
     assert holdings.room() == 2
+
+
+def test_without_workers_the_room_is_the_limit() -> None:
+    holdings = Holdings(limit=64)
+    holdings.note_run(10, 10.0)  # no workers given: the speed of tasks changes nothing
+    assert holdings.room() == 64
+
+
+def test_a_cluster_holds_two_per_worker_until_it_knows_how_fast_tasks_run() -> None:
+    holdings = Holdings(limit=64, workers=2)
+    assert holdings.room() == 4
+    holdings.add([held(holdings) for _ in range(4)])
+    assert holdings.room() == 0
+
+
+def test_fast_tasks_fill_the_limit_and_slow_ones_leave_work_for_other_clusters() -> None:
+    fast = Holdings(limit=64, workers=2)
+    fast.note_run(32, 32 * 0.0001)  # no-ops: 0.1 ms each
+    assert fast.room() == 64
+
+    slow = Holdings(limit=64, workers=2)
+    slow.note_run(1, 2.0)  # a task of 2 s: one running and one ready per worker
+    assert slow.room() == 4
+
+    medium = Holdings(limit=64, workers=2)
+    medium.note_run(10, 10 * HELD_WORK_S / 8)  # 8 tasks fill HELD_WORK_S of one worker
+    assert medium.room() == 16
+
+    tiny_limit = Holdings(limit=3, workers=2)  # never more than queue_limit
+    tiny_limit.note_run(1, 2.0)
+    assert tiny_limit.room() == 3
+
+
+def test_the_estimate_follows_a_change_of_task_speed() -> None:
+    holdings = Holdings(limit=64, workers=2)
+    holdings.note_run(32, 32 * 0.0001)
+    assert holdings.target() == 64
+    for _ in range(20):  # the tasks became slow
+        holdings.note_run(1, 1.0)
+    assert holdings.target() == 4

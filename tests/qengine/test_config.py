@@ -8,7 +8,7 @@ import pytest
 
 import qengine
 from qengine.brokers import broker_class, broker_kind
-from qengine.config import Config, ConfigWarning, load_config
+from qengine.config import Config, ConfigWarning, default_queue_limit, load_config
 from qengine.errors import ConfigError
 from qengine.runtime import get_config
 
@@ -28,12 +28,13 @@ def test_defaults_follow_the_spec():
     assert config.save_limit == 250
     assert config.guard_cycle == 0.5
     assert config.sync is False
-    assert config.queue_limit == config.workers**2
+    assert config.queue_limit == default_queue_limit(config.workers) == 64
     assert config.label == "Django Q"
     assert config.catch_up is True
     assert config.redis is None
     assert config.broker_class is None
-    assert config.bulk == 1
+    assert config.bulk is None
+    assert config.receive_count == config.queue_limit
     assert config.poll == 0.2
     assert config.cached is False
     assert config.scheduler is True
@@ -47,9 +48,16 @@ def test_defaults_follow_the_spec():
     assert broker_class(config).embedded_secret_url(config) == "sqlite:///qengine.sqlite3"
 
 
-def test_queue_limit_defaults_to_workers_squared():
-    assert Config(workers=3).queue_limit == 9
+def test_queue_limit_defaults_to_32_per_worker_never_below_workers_squared():
+    assert Config(workers=3).queue_limit == 96
+    assert Config(workers=40).queue_limit == 1600  # Django Q's workers ** 2 is the floor
     assert Config(workers=3, queue_limit=4).queue_limit == 4
+
+
+def test_bulk_defaults_to_the_room_queue_limit_leaves():
+    assert Config(workers=2).receive_count == 64
+    assert Config(workers=2, bulk=5).receive_count == 5
+    assert Config(workers=2, queue_limit=8).receive_count == 8
 
 
 @pytest.mark.parametrize(

@@ -27,10 +27,12 @@ from hypothesis import strategies as st
 
 import qengine
 from qengine import async_task, fetch, queue_size
+from qengine.api import prepare
 from qengine.config import KEYS, MAX_INT, Config, ConfigWarning, load_config
 from qengine.db import get_engine
 from qengine.errors import ConfigError, PackageTooLarge, ScheduleError
 from qengine.schedules import Schedule, schedule
+from qengine.signing import Signer
 from qengine.transactions import set_commit_hook
 
 PROPERTIES = settings(
@@ -149,7 +151,7 @@ VALID: dict[str, st.SearchStrategy[Any]] = {
     | st.builds("mongodb://{}/{}".format, HOST, IDENT)
     | st.dictionaries(IDENT, FLAT, max_size=3),
     "mongo_db": st.none() | st.from_regex(r"[A-Za-z0-9_-]{1,63}", fullmatch=True),
-    "bulk": st.integers(1, MAX_INT),
+    "bulk": st.none() | st.integers(1, MAX_INT),
     "poll": SECONDS,
     "cache": st.none()
     | st.sampled_from(["store", "memory"])
@@ -290,7 +292,7 @@ INVALID: dict[str, st.SearchStrategy[Any]] = {
         st.text(min_size=64, max_size=80),
         st.builds("{}{}".format, st.text(max_size=5), st.sampled_from(list(_FORBIDDEN_IN_DB))),
     ),
-    "bulk": _bad_int(1),
+    "bulk": _bad_int(1, optional=True),
     "poll": _bad_seconds(),
     "cache": st.one_of(
         _bad_text(),
@@ -692,13 +694,21 @@ MAX_SIZE = 64 * 1024
 def largest_fitting_argument(**options: Any) -> int:
     """The most bytes a ``size_of`` argument can have within ``max_package_size``.
 
-    A package grows with its argument, so a bisection finds the edge; the task
-    name is fixed because a generated one varies in length.
+    A package grows with its argument, so a bisection finds the edge. Each
+    probe builds and signs the message as ``async_task`` would with these
+    ``options`` (a message pickles only its non-default fields, so they change
+    its size), and queues and runs nothing; the task name is fixed because a
+    generated one varies in length.
     """
+    config = qengine.get_config()
+    signer = Signer.for_config(config, "probe")  # the key's value does not change the size
 
     def fits(size: int) -> bool:
+        message = prepare(
+            "tests.bad_tasks.size_of", (b"x" * size,), {}, {"task_name": "edge", **options}, config
+        )
         try:
-            async_task("tests.bad_tasks.size_of", b"x" * size, task_name="edge", **options)
+            signer.dumps(message)
         except PackageTooLarge:
             return False
         return True
@@ -718,7 +728,7 @@ def small_packages() -> Config:
 
 
 def test_just_under_max_package_size_runs_and_one_byte_more_is_refused(small_packages):
-    edge = largest_fitting_argument(sync=True, save=False)
+    edge = largest_fitting_argument(sync=True)  # the options of the calls below
     assert MAX_SIZE - 1024 < edge < MAX_SIZE  # the rest is the task message and the header
     task_id = async_task("tests.bad_tasks.size_of", b"x" * edge, task_name="edge", sync=True)
     assert fetch(task_id).result == edge

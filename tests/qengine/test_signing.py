@@ -10,7 +10,7 @@ import qengine
 from qengine.config import Config
 from qengine.errors import ConfigError, PackageTooLarge, SignatureError
 from qengine.runtime import get_signer, secret_key
-from qengine.signing import Signer
+from qengine.signing import MAGIC, Signer
 
 UNPICKLED: list[str] = []
 
@@ -128,3 +128,59 @@ def test_embedded_default_generates_one_secret_and_keeps_it(tmp_path, caplog):
     # A package signed under the embedded key verifies for another process's signer.
     package = get_signer(Config(store=url)).dumps("hello")
     assert Signer(second, "default").loads(package) == "hello"
+
+
+def _full_message():
+    from datetime import UTC, datetime
+
+    from qengine.task import TaskMessage
+
+    return TaskMessage(
+        id="a" * 32, name="four-word-task-name", func="math.floor", args=(1.5,),
+        kwargs={"k": [1, 2]}, hook="tests.tasks.hook", group="g", timeout=2.5, save=False,
+        cached=30, ack_failure=True, sync=False, chain=[("math.floor", (2.5,), {})],
+        iter_count=3, iter_cached=True, iter_index=1, attempt_count=2,
+        enqueued=datetime(2026, 12, 5, 6, 30, 1, 123456, tzinfo=UTC), cluster="c",
+    )  # fmt: skip
+
+
+def test_a_message_round_trips_every_field():
+    from qengine.task import TaskMessage
+
+    message = _full_message()
+    assert signer().loads(signer().dumps(message), TaskMessage) == message
+    bare = TaskMessage(id="b" * 32, name="n", func="math.floor")
+    assert signer().loads(signer().dumps(bare), TaskMessage) == bare
+
+
+def test_a_message_pickles_only_what_differs_from_the_defaults():
+    from qengine.task import TaskMessage
+
+    bare = pickle.dumps(TaskMessage(id="b" * 32, name="n", func="math.floor"))
+    for default_field in (b"hook", b"group", b"timeout", b"chain", b"iter_count", b"kwargs"):
+        assert default_field not in bare
+
+
+def test_packages_queued_in_the_former_message_format_still_load():
+    # Until 2026-12 a message pickled as its dataclass state (copyreg), with an aware
+    # datetime: packages a previous version queued must run after an upgrade.
+    import copyreg
+    import io
+
+    from qengine.task import TaskMessage
+
+    message = _full_message()
+
+    class FormerPickler(pickle.Pickler):
+        def reducer_override(self, obj):
+            if isinstance(obj, TaskMessage):
+                return copyreg.__newobj__, (TaskMessage,), obj.__getstate__()
+            return NotImplemented
+
+    buffer = io.BytesIO()
+    FormerPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(message)
+    # Signed as Signer.dumps signs: the format header (no compression), the MAC, the body.
+    s = signer()
+    head = MAGIC + bytes((0,))
+    package = head + s._mac(s._keys[0], head, buffer.getvalue()) + buffer.getvalue()
+    assert s.loads(package, TaskMessage) == message
