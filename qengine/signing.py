@@ -78,7 +78,7 @@ class Signer:
     with them still verify; new packages are always signed with ``secret``.
     """
 
-    __slots__ = ("_keys", "compress", "max_size", "max_unpacked", "salt")
+    __slots__ = ("_keys", "_macs", "compress", "max_size", "max_unpacked", "salt")
 
     def __init__(
         self,
@@ -91,10 +91,22 @@ class Signer:
     ):
         # The signing key first: most packages verify on the first try.
         self._keys = (_derive(secret, salt), *(_derive(old, salt) for old in fallbacks))
+        # Keyed once: each package copies a keyed HMAC instead of keying a new one, which
+        # hashes the key's two pads again for every async_task.
+        self._macs = tuple(hmac.new(key, digestmod=hashlib.sha256) for key in self._keys)
         self.salt = salt
         self.compress = compress
         self.max_size = max_size
         self.max_unpacked = max_size * UNPACKED_FACTOR  # largest pickle a package expands to
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Keyed HMACs do not pickle: a signer crosses into the workers as its keys.
+        return {name: getattr(self, name) for name in self.__slots__ if name != "_macs"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+        self._macs = tuple(hmac.new(key, digestmod=hashlib.sha256) for key in self._keys)
 
     @classmethod
     def for_config(cls, config: Config, secret: str, purpose: str | None = None) -> Signer:
@@ -111,9 +123,10 @@ class Signer:
             fallbacks=config.secret_key_fallbacks,
         )
 
-    @staticmethod
-    def _mac(key: bytes, head: bytes, body: bytes) -> bytes:
-        mac = hmac.new(key, head, hashlib.sha256)
+    def _mac(self, index: int, head: bytes, body: bytes) -> bytes:
+        """The MAC of ``head`` and ``body`` with key ``index`` (0 signs; the others verify)."""
+        mac = self._macs[index].copy()
+        mac.update(head)
         mac.update(body)
         return mac.digest()
 
@@ -146,7 +159,7 @@ class Signer:
                 "pass large data by reference (a path or a key) instead"
             )
         head = MAGIC + bytes((flags,))
-        return head + self._mac(self._keys[0], head, body) + body
+        return head + self._mac(0, head, body) + body
 
     @overload
     def loads(self, package: bytes) -> Any: ...
@@ -179,7 +192,10 @@ class Signer:
         head = package[: len(MAGIC) + 1]
         mac = package[len(head) : _HEADER]
         body = package[_HEADER:]
-        if not any(hmac.compare_digest(mac, self._mac(key, head, body)) for key in self._keys):
+        if not any(
+            hmac.compare_digest(mac, self._mac(index, head, body))
+            for index in range(len(self._macs))
+        ):
             raise SignatureError(
                 f"package signature does not verify for cluster {self.salt!r} "
                 "(tampered, truncated, or signed with another key or cluster name)"

@@ -223,8 +223,13 @@ class RedisBroker(Broker):
     # -- producing ------------------------------------------------------------------
 
     def enqueue(self, package: bytes) -> str:
-        with self._errors("enqueue to"):
+        # The hot path of every async_task: errors are translated only when there is one
+        # (entering a context manager per call cost ~10 µs of the producer's ~100 µs).
+        try:
             return _text(self.connection.xadd(self.stream, {FIELD: package}))
+        except RedisError:
+            with self._errors("enqueue to"):
+                raise
 
     def enqueue_unique(self, package: bytes, key: str, ttl_s: int = UNIQUE_TTL_S) -> str | None:
         mark = f"{self.stream}:enqueued:{key}"

@@ -182,5 +182,15 @@ def test_packages_queued_in_the_former_message_format_still_load():
     # Signed as Signer.dumps signs: the format header (no compression), the MAC, the body.
     s = signer()
     head = MAGIC + bytes((0,))
-    package = head + s._mac(s._keys[0], head, buffer.getvalue()) + buffer.getvalue()
+    package = head + s._mac(0, head, buffer.getvalue()) + buffer.getvalue()
     assert s.loads(package, TaskMessage) == message
+
+
+def test_a_signer_pickles_for_the_workers_and_still_signs_and_verifies():
+    # The cluster hands its signer to every worker process through pickle.
+    original = signer(fallbacks=["old"])
+    copy = pickle.loads(pickle.dumps(original))
+    assert copy.loads(original.dumps({"a": 1})) == {"a": 1}
+    assert original.loads(copy.dumps({"b": 2})) == {"b": 2}
+    assert Signer("old", "cluster").dumps(3) != copy.dumps(3)
+    assert copy.loads(Signer("old", "cluster").dumps(3)) == 3  # the fallback verifies
