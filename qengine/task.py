@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
@@ -53,11 +54,20 @@ def storable(text: str, length: int) -> bool:
 
 
 def new_id() -> tuple[str, str]:
-    """A fresh task id (uuid4 hex) and a human-readable name to go with it."""
-    # uuid.uuid4().hex, without building a UUID object: every async_task pays for this.
+    """A fresh task id and a human-readable name to go with it.
+
+    The id is a version 7 UUID (RFC 9562) in hex: the Unix time in
+    milliseconds, then 74 random bits. Ids made later sort later, so the
+    store's primary-key index grows at its end; random (version 4) ids
+    touched a random page of it for every saved result, which made each
+    SQLite insert about twice as slow once the store held 100,000 results,
+    and costs PostgreSQL and InnoDB b-trees alike. Built from bytes, without
+    a ``UUID`` object: every ``async_task`` pays for this.
+    """
     raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    raw[0:6] = (time.time_ns() // 1_000_000).to_bytes(6, "big")
+    raw[6] = (raw[6] & 0x0F) | 0x70  # version 7
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 9562 variant
     return raw.hex(), coolname.generate_slug(4)
 
 
