@@ -247,7 +247,7 @@ class QEngineEmbedded(QEngine):
     """qengine with no broker set: queue and results in one SQLite file (the embedded default).
 
     What a user who configures only a store gets: the SQL broker on the store's
-    database, polling it every ``poll`` (0.2 s) when the queue is empty.
+    database, polling it every ``poll`` (0.2 s) once the queue has been empty a while.
     """
 
     name = "qengine-embedded"
