@@ -24,6 +24,7 @@ from qengine import chains as engine_chains
 from qengine import schedules as engine_schedules
 from qengine.api import (
     async_task,
+    async_tasks,
     count_group,
     delete_cached,
     delete_group,
@@ -48,6 +49,7 @@ __all__ = [
     "async_chain",
     "async_iter",
     "async_task",
+    "async_tasks",
     "count_group",
     "delete_cached",
     "delete_group",

@@ -16,7 +16,7 @@ import pytest
 from django.db import transaction
 from django.test import TestCase, override_settings
 
-from qdjango.tasks import async_task, fetch, queue_size, result
+from qdjango.tasks import async_task, async_tasks, fetch, queue_size, result
 from qdjango.transactions import register
 from qengine import transactions
 from qengine.errors import ConfigError
@@ -61,6 +61,24 @@ def test_inside_atomic_the_task_is_queued_only_when_the_block_commits(enqueued) 
         assert enqueued == []
     assert queue_size() == 1
     assert enqueued == [task_id]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_waits_for_the_commit_whole_and_a_rolled_back_one_never_queues(
+    enqueued,
+) -> None:
+    calls = [("math.floor", (1.5,)), ("math.pow", (2, 10))]
+    with transaction.atomic():
+        ids = async_tasks(calls, on_commit=True)
+        assert queue_size() == 0
+        assert enqueued == []
+    assert queue_size() == 2
+    assert enqueued == ids  # in the order of the calls
+
+    with transaction.atomic():
+        async_tasks(calls, on_commit=True)
+        transaction.set_rollback(True)
+    assert queue_size() == 2
 
 
 @pytest.mark.django_db(transaction=True)
