@@ -255,7 +255,11 @@ class RedisBroker(Broker):
     def _has_script_flags(self) -> bool:
         """Whether the server reads a script's shebang (Redis 7 and later); asked once."""
         if self._script_flags is None:
-            version = str(self.connection.info("server").get("redis_version", "0"))
+            try:
+                version = str(self.connection.info("server").get("redis_version", "0"))
+            except ResponseError:
+                # A user whose ACL denies INFO: the pipeline works on any server.
+                version = "0"
             self._script_flags = int(version.split(".", maxsplit=1)[0]) >= 7
         return self._script_flags
 

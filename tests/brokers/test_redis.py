@@ -209,3 +209,30 @@ def test_enqueue_many_queues_in_order_in_one_step_on_any_server(
     assert [d.package for d in received] == packages
     assert [d.ack_id for d in received] == ids
     broker.acknowledge_many(ids)
+
+
+@pytest.mark.redis
+def test_enqueue_many_works_for_a_user_whose_acl_denies_info(
+    config: Config, redis_client: redis.Redis, cluster_name: str
+) -> None:
+    user, password = f"{cluster_name}-noinfo", "noinfo-secret"
+    redis_client.acl_setuser(
+        user, enabled=True, passwords=[f"+{password}"], keys=["*"], channels=["*"],
+        commands=["+@all", "-info"],
+    )  # fmt: skip
+    try:
+        url = config.broker_url.replace("redis://", f"redis://{user}:{password}@", 1)
+        broker = RedisBroker(load_config({**config.as_dict(masked=False), "broker": url}))
+        try:
+            ids = broker.enqueue_many([b"a", b"b", b"c"])
+            assert broker._script_flags is False  # INFO refused: the pipeline was used
+            received = broker.receive(count=5, timeout=0)
+            assert [d.ack_id for d in received] == ids
+            assert [d.package for d in received] == [b"a", b"b", b"c"]
+            broker.acknowledge_many(ids)
+        finally:
+            broker.delete_queue()  # while its user exists: deleting the user ends its links
+            broker.close()
+    finally:
+        redis_client.acl_deluser(user)
+    assert redis_client.keys(f"qengine:{cluster_name}:*") == []
