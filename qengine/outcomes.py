@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .cluster.worker import resolve
 from .config import Config
+from .errors import StoreError
 from .reporters import report_failures
 from .runtime import get_reporters, get_store
 from .signals import SENDER, post_execute
@@ -165,8 +166,9 @@ def finish(
         for o in outcomes
     ]
     to_store = [outcome for outcome in outcomes if not outcome.message.cached]
+    rows: list[dict[str, Any]] = []
     if to_store:
-        rows = store.save_outcomes(to_store)
+        rows = store.save_outcomes(to_store, prune=False)
         # Only now: a waiter told of a result must find it stored (read-your-writes).
         if notify is not None:
             notify([o.message.id for o in to_store], {row["id"]: row for row in rows})
@@ -176,6 +178,13 @@ def finish(
     groups = {o.message.group for o in outcomes if o.message.group}
     if groups and notify_groups is not None:
         notify_groups(groups)
+    # save_limit's pruning is a second transaction: after the waiters are woken, not
+    # between their commit and their wake-up (it doubled the round trip at the default
+    # save_limit). A failure here loses nothing: the next batch prunes again.
+    try:
+        store.prune_after(rows)
+    except StoreError as exc:
+        log.warning("could not remove old results beyond save_limit (%s); will retry", exc)
     report(outcomes, config)
 
     for outcome, task in zip(outcomes, tasks, strict=True):

@@ -188,9 +188,7 @@ def _pg_batch_upsert() -> TextClause:
     quote = dialect.identifier_preparer.quote
     table = TaskRow.__table__
     names = [c.name for c in table.c]
-    arrays = ", ".join(
-        f"CAST(:{c.name} AS {c.type.compile(dialect=dialect)}[])" for c in table.c
-    )
+    arrays = ", ".join(f"CAST(:{c.name} AS {c.type.compile(dialect=dialect)}[])" for c in table.c)
     updates = ", ".join(f"{quote(n)} = excluded.{quote(n)}" for n in names if n != "id")
     return text(
         f"INSERT INTO {table.name} ({', '.join(quote(n) for n in names)}) "
@@ -202,9 +200,7 @@ def _pg_batch_upsert() -> TextClause:
 class ResultStore:
     """Tasks in ``q_task`` of a SQL database, plus the cache for ``cached=`` results."""
 
-    def __init__(
-        self, config: Config, cache: Callable[[], ResultCache] | None = None
-    ) -> None:
+    def __init__(self, config: Config, cache: Callable[[], ResultCache] | None = None) -> None:
         """``cache`` gives the shared result cache (``qengine.runtime.get_cache``); without
         it the store makes its own on first use."""
         self.config = config
@@ -230,25 +226,29 @@ class ResultStore:
 
     # -- writing -------------------------------------------------------------
 
-    def save_outcomes(self, outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
+    def save_outcomes(
+        self, outcomes: Sequence[Outcome], *, prune: bool = True
+    ) -> list[dict[str, Any]]:
         """Save a batch of outcomes in one transaction; return the rows written.
 
         Successes obey ``save``/``save_limit``; failures are always saved. A
         task id already stored as a success is never overwritten; a stored
-        failure is updated by the new attempt.
+        failure is updated by the new attempt. ``prune=False`` leaves the
+        ``save_limit`` pruning to the caller (``prune_after``), so that waiters
+        can be told of the saved rows first.
         """
         rows = self.rows_to_save(outcomes)
-        self.save_rows(rows)
+        self.save_rows(rows, prune=prune)
         return rows
 
     def rows_to_save(self, outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
         """The rows ``save_outcomes`` writes: successes as ``save``/``save_limit`` say, failures."""
         return [outcome_values(o) for o in outcomes if self._keeps(o)]
 
-    def save_rows(self, rows: list[dict[str, Any]]) -> None:
+    def save_rows(self, rows: list[dict[str, Any]], *, prune: bool = True) -> None:
         """Write rows made by ``rows_to_save`` in one transaction."""
         if rows:
-            self._upsert(rows)
+            self._upsert(rows, prune=prune)
 
     def save_task(self, task: Task) -> None:
         """Save a ``Task`` object (``Task.save()``), with the same rules as outcomes."""
@@ -260,7 +260,7 @@ class ResultStore:
         save = outcome.message.save
         return save if save is not None else self.config.save_limit >= 0
 
-    def _upsert(self, rows: list[dict[str, Any]]) -> None:
+    def _upsert(self, rows: list[dict[str, Any]], *, prune: bool = True) -> None:
         # Last writer would win with a plain upsert; the spec wants a stored success to
         # stay, so look first and only overwrite failures. A racing insert of the same id
         # (two clusters) shows up as IntegrityError and is retried row by row.
@@ -272,7 +272,12 @@ class ResultStore:
                     self._write([row])
         except SQLAlchemyError as exc:
             raise self._error(exc, "save results") from exc
-        if self.config.save_limit > 0 and any(r["success"] for r in rows):
+        if prune:
+            self.prune_after(rows)
+
+    def prune_after(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Keep the newest ``save_limit`` successes, once ``rows`` (just saved) hold one."""
+        if self.config.save_limit > 0 and any(row["success"] for row in rows):
             self.prune(self.config.save_limit)
 
     def _write(self, rows: list[dict[str, Any]]) -> None:

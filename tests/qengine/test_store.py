@@ -120,6 +120,28 @@ def test_save_limit_prunes_the_oldest_successes(store):
     assert len(limited.list_tasks(success=False)) == 3
 
 
+def test_finish_wakes_waiters_before_it_prunes_beyond_save_limit(store):
+    from qengine.outcomes import finish
+
+    limited = ResultStore(store.config.replace(save_limit=2))
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    limited.save_outcomes([outcome(i, stopped=base + timedelta(seconds=i)) for i in range(3)])
+    assert limited.count() == 2
+    newest = outcome("new")
+    at_notify: list[int] = []
+
+    def notify(task_ids, rows):
+        # Woken right after the commit, not after a second transaction that prunes.
+        at_notify.append(limited.count())
+        assert limited.get(task_ids[0]).result == "new"
+        return set(task_ids)
+
+    finish([newest], limited.config, store=limited, notify=notify, report=lambda *a: None)
+    assert at_notify == [3]  # the pruning had not run yet
+    assert limited.count() == 2  # and then it did
+    assert limited.get(newest.message.id).result == "new"
+
+
 def test_group_queries(store):
     store.save_outcomes([outcome(i, group="grp") for i in range(3)])
     store.save_outcomes([outcome("bad", success=False, group="grp")])
