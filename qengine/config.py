@@ -116,10 +116,14 @@ _check_recycle = _int_at_least(0, "(0: never recycle)")
 _check_max_attempts = _int_at_least(0, "(0: no limit)")
 _check_cpu_affinity = _int_at_least(0, "(0: no pinning)")
 _check_max_package_size = _int_at_least(1024, unit="a number of bytes")
-_check_max_rss = _must(
-    lambda value: value is None or (_is_int(value) and value >= 1),
-    f"None or a number of kilobytes >= 1 {_AT_MOST}",
-)
+def _none_or_int_at_least_1(none_means: str, unit: str = "an integer") -> Check:
+    return _must(
+        lambda value: value is None or (_is_int(value) and value >= 1),
+        f"None{none_means} or {unit} >= 1 {_AT_MOST}",
+    )
+
+
+_check_max_rss = _none_or_int_at_least_1("", "a number of kilobytes")
 QUEUE_PER_WORKER = 32
 """Tasks held per worker by default: enough that each hand-off carries a batch."""
 
@@ -138,14 +142,8 @@ def default_queue_limit(workers: int) -> int:
     return max(workers**2, QUEUE_PER_WORKER * workers)
 
 
-_check_queue_limit = _must(
-    lambda value: value is None or (_is_int(value) and value >= 1),
-    f"None (32 per worker, at least workers ** 2) or an integer >= 1 {_AT_MOST}",
-)
-_check_bulk = _must(
-    lambda value: value is None or (_is_int(value) and value >= 1),
-    f"None (as many as queue_limit leaves room for) or an integer >= 1 {_AT_MOST}",
-)
+_check_queue_limit = _none_or_int_at_least_1(" (32 per worker, at least workers ** 2)")
+_check_bulk = _none_or_int_at_least_1(" (as many as queue_limit leaves room for)")
 _check_timeout = _must(is_timeout, f"None or a number of seconds > 0 {_AT_MOST}")
 _check_cached = _must(is_cached, f"True, False or a number of seconds >= 1 {_AT_MOST}")
 _check_label = _must(lambda value: isinstance(value, str), "a string")

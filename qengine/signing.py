@@ -71,6 +71,12 @@ def _derive(secret: str, salt: str) -> bytes:
     return hmac.new(secret.encode(), b"qengine.signing:" + salt.encode(), hashlib.sha256).digest()
 
 
+def _keyed(keys: Sequence[bytes]) -> tuple[hmac.HMAC, ...]:
+    """One keyed HMAC per key, copied for each package: keying one anew hashes the key's
+    two pads again, for every ``async_task``."""
+    return tuple(hmac.new(key, digestmod=hashlib.sha256) for key in keys)
+
+
 class Signer:
     """Turns objects into signed packages and verified packages back into objects.
 
@@ -91,9 +97,7 @@ class Signer:
     ):
         # The signing key first: most packages verify on the first try.
         self._keys = (_derive(secret, salt), *(_derive(old, salt) for old in fallbacks))
-        # Keyed once: each package copies a keyed HMAC instead of keying a new one, which
-        # hashes the key's two pads again for every async_task.
-        self._macs = tuple(hmac.new(key, digestmod=hashlib.sha256) for key in self._keys)
+        self._macs = _keyed(self._keys)
         self.salt = salt
         self.compress = compress
         self.max_size = max_size
@@ -106,7 +110,7 @@ class Signer:
     def __setstate__(self, state: dict[str, Any]) -> None:
         for name, value in state.items():
             setattr(self, name, value)
-        self._macs = tuple(hmac.new(key, digestmod=hashlib.sha256) for key in self._keys)
+        self._macs = _keyed(self._keys)
 
     @classmethod
     def for_config(cls, config: Config, secret: str, purpose: str | None = None) -> Signer:
@@ -123,9 +127,10 @@ class Signer:
             fallbacks=config.secret_key_fallbacks,
         )
 
-    def _mac(self, index: int, head: bytes, body: bytes) -> bytes:
-        """The MAC of ``head`` and ``body`` with key ``index`` (0 signs; the others verify)."""
-        mac = self._macs[index].copy()
+    @staticmethod
+    def _mac(keyed: hmac.HMAC, head: bytes, body: bytes) -> bytes:
+        """The MAC of ``head`` and ``body`` under a keyed HMAC (``_macs[0]`` signs)."""
+        mac = keyed.copy()
         mac.update(head)
         mac.update(body)
         return mac.digest()
@@ -159,7 +164,7 @@ class Signer:
                 "pass large data by reference (a path or a key) instead"
             )
         head = MAGIC + bytes((flags,))
-        return head + self._mac(0, head, body) + body
+        return head + self._mac(self._macs[0], head, body) + body
 
     @overload
     def loads(self, package: bytes) -> Any: ...
@@ -192,10 +197,7 @@ class Signer:
         head = package[: len(MAGIC) + 1]
         mac = package[len(head) : _HEADER]
         body = package[_HEADER:]
-        if not any(
-            hmac.compare_digest(mac, self._mac(index, head, body))
-            for index in range(len(self._macs))
-        ):
+        if not any(hmac.compare_digest(mac, self._mac(keyed, head, body)) for keyed in self._macs):
             raise SignatureError(
                 f"package signature does not verify for cluster {self.salt!r} "
                 "(tampered, truncated, or signed with another key or cluster name)"

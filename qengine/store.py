@@ -238,21 +238,25 @@ class ResultStore:
         can be told of the saved rows first.
         """
         rows = self.rows_to_save(outcomes)
-        self.save_rows(rows, prune=prune)
+        self.save_rows(rows)
+        if prune:
+            self.prune_after(rows)
         return rows
 
     def rows_to_save(self, outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
         """The rows ``save_outcomes`` writes: successes as ``save``/``save_limit`` say, failures."""
         return [outcome_values(o) for o in outcomes if self._keeps(o)]
 
-    def save_rows(self, rows: list[dict[str, Any]], *, prune: bool = True) -> None:
-        """Write rows made by ``rows_to_save`` in one transaction."""
+    def save_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Write rows made by ``rows_to_save`` in one transaction (no pruning)."""
         if rows:
-            self._upsert(rows, prune=prune)
+            self._upsert(rows)
 
     def save_task(self, task: Task) -> None:
         """Save a ``Task`` object (``Task.save()``), with the same rules as outcomes."""
-        self._upsert([_task_values(task)])
+        rows = [_task_values(task)]
+        self._upsert(rows)
+        self.prune_after(rows)
 
     def _keeps(self, outcome: Outcome) -> bool:
         if not outcome.success:
@@ -260,7 +264,7 @@ class ResultStore:
         save = outcome.message.save
         return save if save is not None else self.config.save_limit >= 0
 
-    def _upsert(self, rows: list[dict[str, Any]], *, prune: bool = True) -> None:
+    def _upsert(self, rows: list[dict[str, Any]]) -> None:
         # Last writer would win with a plain upsert; the spec wants a stored success to
         # stay, so look first and only overwrite failures. A racing insert of the same id
         # (two clusters) shows up as IntegrityError and is retried row by row.
@@ -272,8 +276,6 @@ class ResultStore:
                     self._write([row])
         except SQLAlchemyError as exc:
             raise self._error(exc, "save results") from exc
-        if prune:
-            self.prune_after(rows)
 
     def prune_after(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Keep the newest ``save_limit`` successes, once ``rows`` (just saved) hold one."""

@@ -24,7 +24,7 @@ import psutil
 from .. import lifecycle
 from ..brokers.base import Broker
 from ..chains import continue_chain
-from ..config import Config, default_queue_limit
+from ..config import Config
 from ..errors import BrokerError
 from ..notify import notify_groups_safely, notify_safely
 from ..outcomes import failed_outcome, finish
@@ -84,8 +84,8 @@ class Cluster:
         self._phase = "Starting"
         self.counters = Counters()
         self.tob = time.time()
-        limit = self.config.queue_limit or default_queue_limit(self.config.workers)
-        self.holdings = Holdings(limit, workers=self.config.workers)
+        assert self.config.queue_limit is not None  # Config fills in its default
+        self.holdings = Holdings(self.config.queue_limit, workers=self.config.workers)
         self.results: Results = queue.SimpleQueue()
         self.reporting = ReportingThread(self.config)
         # Made by the start, which opens connections and resolves the secret; the stop

@@ -66,7 +66,7 @@ def test_a_batch_that_cannot_be_finished_is_let_go_for_redelivery(config, monkey
     held, message = held_task(cluster)
     done = outcome(3, task_id=message.id)
 
-    def broken(rows, **keywords):
+    def broken(rows):
         raise RuntimeError("not a store outage")
 
     monkeypatch.setattr(cluster.store, "save_rows", broken)

@@ -58,7 +58,7 @@ def zstd_bomb(prefix: bytes, size: int, *, declared: bool) -> bytes:
 def signed_by_hand(signer: Signer, body: bytes, *, compressed: bool) -> bytes:
     """A package with a valid signature around any body (the package format, built by hand)."""
     head = b"q1" + bytes((1 if compressed else 0,))
-    return head + signer._mac(0, head, body) + body
+    return head + signer._mac(signer._macs[0], head, body) + body
 
 
 def hostile_packages(

@@ -130,14 +130,14 @@ def finish_with_slow_write(config, monkeypatch, done, *, before_write=None, hold
     store = get_store(config)
     save_rows = store.save_rows
 
-    def slow_save_rows(rows, **keywords):
+    def slow_save_rows(rows):
         if before_write is not None:
             before_write.set()
         if hold is not None:
             hold.wait(5)
         else:
             time.sleep(0.3)
-        save_rows(rows, **keywords)
+        save_rows(rows)
 
     monkeypatch.setattr(store, "save_rows", slow_save_rows)
     notify = partial(notify_safely, get_notifier(config))

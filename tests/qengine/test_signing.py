@@ -182,7 +182,7 @@ def test_packages_queued_in_the_former_message_format_still_load():
     # Signed as Signer.dumps signs: the format header (no compression), the MAC, the body.
     s = signer()
     head = MAGIC + bytes((0,))
-    package = head + s._mac(0, head, buffer.getvalue()) + buffer.getvalue()
+    package = head + s._mac(s._macs[0], head, buffer.getvalue()) + buffer.getvalue()
     assert s.loads(package, TaskMessage) == message
 
 
