@@ -32,7 +32,7 @@ import redis
 
 from .config import Config
 from .errors import BrokerError, SignatureError
-from .redis_conn import client_setting, describe_client, redis_client, redis_errors
+from .redis_conn import HotLane, client_setting, describe_client, redis_client, redis_errors
 from .signing import Signer
 
 __all__ = ["Notifier", "notify_groups_safely", "notify_safely"]
@@ -112,6 +112,7 @@ class Notifier:
 
     def __init__(self, config: Config, signer: Signer) -> None:
         self.client = redis_client(config)
+        self.lane = HotLane(self.client)
         self.where = describe_client(self.client)
         self.setting = client_setting(config)
         self.prefix = f"qengine:{config.name}"
@@ -151,7 +152,7 @@ class Notifier:
                 # Under load most finished tasks have nobody waiting: ask first, and sign and
                 # send rows only for those who wait. A single task (the latency case) goes
                 # straight to the script, which checks for a waiter itself.
-                flags = self.client.mget([self._waiting(i) for i in task_ids])
+                flags = self.lane("MGET", *[self._waiting(i) for i in task_ids])
                 task_ids = [i for i, flag in zip(task_ids, flags, strict=True) if flag]
             if not task_ids:
                 return set()
@@ -160,7 +161,7 @@ class Notifier:
             for task_id in task_ids:
                 keys += (self._waiting(task_id), self._done(task_id))
                 args.append(self.payload(rows.get(task_id)))
-            woken = self.script(keys=keys, args=args)
+            woken = self.lane.script(self.script, keys, args)
         return {task_ids[int(n) - 1] for n in woken}
 
     def wait(
@@ -182,7 +183,7 @@ class Notifier:
         deadline = _Deadline(wait)
         action = f"wait for task {task_id!r}"
         with self._errors(action):
-            self.client.set(self._waiting(task_id), 1, ex=deadline.interest_s)
+            self.lane("SET", self._waiting(task_id), 1, "EX", deadline.interest_s)
         handed_over = False
         try:
             while True:

@@ -1,0 +1,166 @@
+"""Where a round trip's time goes: a timeline of one task, step by step, median over many.
+
+Starts a real cluster with the shipped defaults (Redis broker, SQLite store,
+2 workers, save_limit 0, as ``bench/peers`` runs it) whose steps are wrapped
+to note the time they reach (in the cluster process, through
+``python -c``: nothing in qengine knows of this), then runs round trips one
+at a time, ``async_task`` then ``result(wait=...)``, noting the producer's
+own steps. The task notes when it ran in its worker. Every step's time is
+``time.time()`` (one clock for every process on this machine); each round
+trip's steps are put in order and the gap before each is printed as a
+median and p90 over all round trips.
+
+This is a profiler's view, not a benchmark: the wrappers cost a few
+microseconds each. ``bench/peers/run.py`` and ``bench/floor.py`` give the
+figures to compare.
+
+Usage: ``.venv/bin/python bench/roundtrip.py [-n 300]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+REDIS_URL = os.environ.get("QENGINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+_marks: list[tuple[str, float]] = []
+
+
+def stamp() -> float:
+    """The task: when it ran, in its worker."""
+    return time.time()
+
+
+def _wrap(owner: Any, name: str, *, before: str | None = None, after: str | None = None,
+          when: Callable[[Any], bool] = lambda _: True) -> None:  # fmt: skip
+    original = getattr(owner, name)
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if before:
+            _marks.append((before, time.time()))
+        value = original(*args, **kwargs)
+        if after and when(value):
+            _marks.append((after, time.time()))
+        return value
+
+    setattr(owner, name, wrapped)
+
+
+def trace_cluster(out: str) -> None:
+    """Wrap the cluster's steps, run the cluster, write the marks to ``out`` when it stops."""
+    import atexit
+
+    from qengine import notify, store
+    from qengine.brokers import redis as redis_broker
+    from qengine.cluster import monitor, workers
+
+    _wrap(redis_broker.RedisBroker, "receive", after="cluster received", when=bool)
+    _wrap(workers.Workers, "dispatch", before="cluster hands off")
+    _wrap(workers.Workers, "_handed_back", before="future done")
+    _wrap(monitor.Monitor, "settle", before="monitor has it")
+    _wrap(store.ResultStore, "save_outcomes", before="save starts", after="saved")
+    _wrap(notify.Notifier, "notify", after="notified")
+    _wrap(redis_broker.RedisBroker, "acknowledge_many", after="acknowledged")
+
+    def dump() -> None:
+        Path(out).write_text(json.dumps(_marks))
+
+    atexit.register(dump)
+    from qengine.cli import qcluster_main
+
+    raise SystemExit(qcluster_main(["--log-level", "WARNING"]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=300, help="round trips measured (after 20 more)")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    import qengine
+    from qengine import notify, store
+
+    work = Path(tempfile.mkdtemp(prefix="qengine-rt-"))
+    keys = {
+        "QENGINE_BROKER": REDIS_URL,
+        "QENGINE_STORE": f"sqlite:///{work / 'store.sqlite3'}",
+        "QENGINE_SECRET_KEY": "bench-roundtrip",
+        "QENGINE_WORKERS": "2",
+        "QENGINE_SAVE_LIMIT": "0",
+        "QENGINE_NAME": f"rt{os.getpid()}",
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QENGINE_", "DJANGO_"))}
+    env.update(keys, PYTHONPATH=str(ROOT))
+    marks_file = work / "cluster.json"
+    code = f"from bench.roundtrip import trace_cluster; trace_cluster({str(marks_file)!r})"
+    cluster = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT)
+    try:
+        qengine.configure(qengine.load_config(environ=keys))
+        _wrap(store.ResultStore, "get", before="waiter looks in the store", after="looked")
+        _wrap(notify.Notifier, "_verified", before="waiter woken")
+        trips: list[tuple[float, float]] = []
+        deadline = time.monotonic() + 60
+        while qengine.result(qengine.async_task("bench.roundtrip.stamp"), wait=1000) is None:
+            if time.monotonic() > deadline:
+                raise SystemExit("the cluster did not answer within 60 s")
+        for i in range(args.n + 20):
+            _marks.clear() if i == 20 else None
+            began = time.time()
+            _marks.append(("async_task called", began))
+            task_id = qengine.async_task("bench.roundtrip.stamp")
+            _marks.append(("async_task returned", time.time()))
+            ran = qengine.result(task_id, wait=10_000)
+            _marks.append(("result returned", time.time()))
+            _marks.append(("task ran in its worker", ran))
+            if i >= 20:
+                trips.append((began, time.time()))
+        producer = list(_marks)
+    finally:
+        cluster.terminate()
+        cluster.wait(timeout=60)
+    marks = producer + [tuple(m) for m in json.loads(marks_file.read_text())]
+    _report(trips, marks)
+
+
+def _report(trips: list[tuple[float, float]], marks: list[tuple[str, float]]) -> None:
+    marks.sort(key=lambda m: m[1])
+    gaps: dict[str, list[float]] = {}
+    order: list[str] = []
+    totals = []
+    index = 0
+    for began, ended in trips:
+        while index < len(marks) and marks[index][1] < began:
+            index += 1
+        previous = began
+        seen = set()
+        while index < len(marks) and marks[index][1] <= ended:
+            name, at = marks[index]
+            index += 1
+            if name in seen:  # an ack or save of an earlier trip's tail, say: first one counts
+                continue
+            seen.add(name)
+            if name not in order:
+                order.append(name)
+            gaps.setdefault(name, []).append((at - previous) * 1000)
+            previous = at
+        totals.append((ended - began) * 1000)
+    print(f"{len(trips)} round trips, p50 {statistics.median(totals):.3f} ms")
+    print(f"{'step (gap since the one before)':<34}{'p50 ms':>9}{'p90 ms':>9}{'seen':>6}")
+    for name in order:
+        values = sorted(gaps[name])
+        p90 = values[int(len(values) * 0.9) - 1] if len(values) > 1 else values[0]
+        print(f"{name:<34}{statistics.median(values):>9.3f}{p90:>9.3f}{len(values):>6}")
+
+
+if __name__ == "__main__":
+    main()
