@@ -9,8 +9,10 @@ tables; a test keeps the two descriptions in step.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -50,6 +52,9 @@ __all__ = [
     "ScheduleRow",
     "StatRow",
     "TaskRow",
+    "direct_read",
+    "direct_sqlite",
+    "direct_write",
     "get_engine",
     "normalize_url",
     "store_error",
@@ -267,6 +272,7 @@ def _sqlite_engine(url: str) -> Engine:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
         conn.connection.driver_connection.execute(f"BEGIN {mode}")
 
+    _direct.add(engine)
     return engine
 
 
@@ -346,3 +352,105 @@ def dispose_engines() -> None:
         _engines.clear()
         _created.clear()
         _immediate.cache_clear()
+
+
+# -- the SQLite fast path ---------------------------------------------------------
+
+_direct: weakref.WeakSet[Engine] = weakref.WeakSet()
+"""SQLite engines made (and set up) here: the fast path may use their connections directly."""
+
+
+def direct_sqlite(engine: Engine) -> bool:
+    """Whether ``engine`` is one of our own SQLite engines (not one a framework supplies)."""
+    return engine in _direct
+
+
+class _Plan:
+    """A statement compiled once for an engine: its SQL, its parameters in order with the
+    types' bind processors, and for a SELECT its columns with their result processors."""
+
+    def __init__(self, engine: Engine, statement: Any) -> None:
+        dialect = engine.dialect
+        compiled = statement.compile(dialect=dialect)
+        self.sql: str = compiled.string
+        self.dialect = dialect
+        binds = compiled.binds
+        self.fixed = {n: b.value for n, b in binds.items() if not b.required}
+        self.params = tuple(
+            (name, binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in compiled.positiontup or ()
+        )
+        columns = getattr(statement, "selected_columns", ())
+        self.columns = tuple(
+            (c.key, c.type.dialect_impl(dialect).result_processor(dialect, None)) for c in columns
+        )
+
+    def bind(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(
+            values[name] if process is None else process(values[name])
+            for name, process in self.params
+        )
+
+    def error(self, exc: sqlite3.Error, params: Any) -> BaseException:
+        """SQLAlchemy's error for the driver's, as a Connection would have raised it, so that
+        callers handle both paths alike (``IntegrityError`` retries, ``store_error``)."""
+        return DBAPIError.instance(self.sql, params, exc, sqlite3.Error, dialect=self.dialect)
+
+
+@lru_cache(maxsize=32)
+def _plan(engine: Engine, statement: Any) -> _Plan:
+    return _Plan(engine, statement)
+
+
+def direct_write(engine: Engine, statement: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Run ``statement`` once per row in one ``BEGIN IMMEDIATE`` transaction, on the driver.
+
+    Why: a result's save is on every round trip's path, between the task's
+    end and its waiter's wake-up. Through a SQLAlchemy ``Connection`` one
+    row's upsert cost 160-260 µs here, most of it the Connection's
+    check-out, events and execution context; on the pooled driver
+    connection, with the same compiled SQL and the same type processing,
+    80-95 µs. Only for engines ``direct_sqlite`` accepts: they were set up
+    here (autocommit driver, WAL, busy timeout), and no framework shares
+    their connections or transactions. Raises SQLAlchemy's ``DBAPIError``
+    subclasses, as ``Connection.execute`` would.
+    """
+    plan = _plan(engine, statement)
+    params = [plan.bind({**plan.fixed, **row}) for row in rows]
+    pooled = engine.raw_connection()
+    try:
+        conn = pooled.driver_connection
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(plan.sql, params)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.rollback()
+                raise
+        except sqlite3.Error as exc:
+            raise plan.error(exc, params) from exc
+    finally:
+        pooled.close()
+
+
+def direct_read(engine: Engine, statement: Any, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``statement``'s rows as dicts by column key, read on the driver like ``direct_write``
+    (one look-up by a waiter: 200 µs through a Connection, about 60 µs here)."""
+    plan = _plan(engine, statement)
+    params = plan.bind({**plan.fixed, **values})
+    pooled = engine.raw_connection()
+    try:
+        try:
+            found = pooled.driver_connection.execute(plan.sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise plan.error(exc, params) from exc
+    finally:
+        pooled.close()
+    columns = plan.columns
+    return [
+        {key: value if process is None else process(value)
+         for (key, process), value in zip(columns, row, strict=True)}
+        for row in found
+    ]  # fmt: skip

@@ -27,7 +27,16 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .cache import ResultCache, make_cache
 from .config import Config, mask_url
-from .db import MetaRow, TaskRow, get_engine, store_error, writing
+from .db import (
+    MetaRow,
+    TaskRow,
+    direct_read,
+    direct_sqlite,
+    direct_write,
+    get_engine,
+    store_error,
+    writing,
+)
 from .errors import StoreError
 from .signing import fast_dumps
 from .task import GROUP_ORDER, PATH_LENGTH, Outcome, Task, func_name
@@ -292,6 +301,9 @@ class ResultStore:
                 conn.execute(_pg_batch_upsert(), arrays)
             return
         upsert = _upsert_statement(engine.dialect.name)
+        if upsert is not None and direct_sqlite(engine):
+            direct_write(engine, upsert, list(by_id.values()))
+            return
         if upsert is not None:
             with writing(engine) as conn:
                 conn.execute(upsert, list(by_id.values()))
@@ -346,6 +358,13 @@ class ResultStore:
         """The task with this id, or else the newest with this name."""
         # One query for both look-ups: a waiter probes this while the task is still
         # running, and a miss by id would otherwise cost a second round trip.
+        try:
+            engine = self.engine
+            if direct_sqlite(engine):
+                rows = direct_read(engine, _GET_TASK, {"key": task_id})
+                return task_from_values(rows[0]) if rows else None
+        except SQLAlchemyError as exc:
+            raise self._error(exc, "read tasks") from exc
         tasks = self._tasks(_GET_TASK, {"key": task_id})
         return tasks[0] if tasks else None
 

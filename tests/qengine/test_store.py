@@ -167,3 +167,57 @@ def test_tables_are_created_on_first_use(tmp_path):
     url = f"sqlite:///{tmp_path}/fresh.sqlite3"
     tables = set(sa.inspect(get_engine(url)).get_table_names())
     assert {"q_task", "q_schedule", "q_queue", "q_cache", "q_stat", "q_meta"} <= tables
+
+
+def _sqlite_rows(url: str) -> list[tuple]:
+    import sqlite3
+
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+        return conn.execute("SELECT * FROM q_task ORDER BY id").fetchall()
+
+
+def test_the_sqlite_fast_path_stores_and_reads_what_sqlalchemy_does(tmp_path, monkeypatch):
+    """Our own SQLite engines save and look up on the driver connection (``direct_write``);
+    the rows it writes and the tasks it reads must be those of the SQLAlchemy path."""
+    from qengine import store as store_module
+
+    stopped = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    made = {}
+    for fast in (True, False):
+        url = f"sqlite:///{tmp_path}/{fast}.sqlite3"
+        store = ResultStore(Config(store=url, save_limit=0))
+        assert store_module.direct_sqlite(store.engine)
+        if not fast:
+            monkeypatch.setattr(store_module, "direct_sqlite", lambda engine: False)
+        outcomes = [
+            outcome({"n": 1}, task_id="a" * 32, stopped=stopped, group="g"),
+            outcome(ValueError("x"), success=False, task_id="b" * 32, stopped=stopped),
+        ]
+        store.save_outcomes(outcomes)
+        store.save_outcomes([outcome(2, task_id="b" * 32, stopped=stopped, attempt=2)])
+        store.save_outcomes([outcome(3, task_id="a" * 32, stopped=stopped)])  # kept: 1
+        tasks = [store.get("a" * 32), store.get("b" * 32), store.get("name-bbbbbb")]
+        made[fast] = (_sqlite_rows(url), [repr(t) for t in tasks], [t.result for t in tasks])
+        monkeypatch.undo()
+    assert made[True] == made[False]
+    assert made[True][2] == [{"n": 1}, 2, 2]
+
+
+def test_the_sqlite_fast_path_fails_as_a_store_error_and_recovers(tmp_path):
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path}/store.sqlite3"
+    store = ResultStore(Config(store=url, save_limit=0))
+    store.save_outcomes([outcome(1)])
+    with sqlite3.connect(tmp_path / "store.sqlite3") as conn:
+        conn.execute("ALTER TABLE q_task RENAME TO q_task_away")
+    with pytest.raises(StoreError, match=r"store\.sqlite3 failed to save results: no such table"):
+        store.save_outcomes([outcome(2)])
+    with pytest.raises(StoreError, match=r"failed to read tasks: no such table"):
+        store.get("abc")
+    with sqlite3.connect(tmp_path / "store.sqlite3") as conn:
+        conn.execute("ALTER TABLE q_task_away RENAME TO q_task")
+    o = outcome(3)
+    store.save_outcomes([o])  # the failed write left no transaction open on its connection
+    assert store.get(o.message.id).result == 3
+    assert store.count() == 2
