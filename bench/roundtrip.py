@@ -137,8 +137,10 @@ def _report(trips: list[tuple[float, float]], marks: list[tuple[str, float]]) ->
     gaps: dict[str, list[float]] = {}
     order: list[str] = []
     totals = []
+    worst_steps: list[tuple[float, float, str, float]] = []  # (total, at, step, gap) per trip
     index = 0
     for began, ended in trips:
+        trip: dict[str, float] = {}
         while index < len(marks) and marks[index][1] < began:
             index += 1
         previous = began
@@ -152,9 +154,17 @@ def _report(trips: list[tuple[float, float]], marks: list[tuple[str, float]]) ->
             if name not in order:
                 order.append(name)
             gaps.setdefault(name, []).append((at - previous) * 1000)
+            trip[name] = (at - previous) * 1000
             previous = at
         totals.append((ended - began) * 1000)
-    print(f"{len(trips)} round trips, p50 {statistics.median(totals):.3f} ms")
+        step = max(trip, key=trip.__getitem__, default="?")
+        worst_steps.append((totals[-1], began - trips[0][0], step, trip.get(step, 0.0)))
+    ordered = sorted(totals)
+    p99 = ordered[int(len(ordered) * 0.99) - 1]
+    print(f"{len(trips)} round trips, p50 {statistics.median(totals):.3f} ms, p99 {p99:.3f} ms")
+    print("the slowest 1%: total ms, seconds into the run, and the step that took longest")
+    for total, at, step, gap in sorted(worst_steps, reverse=True)[: max(1, len(trips) // 100)]:
+        print(f"  {total:8.3f} ms at {at:7.3f} s: {step} {gap:.3f} ms")
     print(f"{'step (gap since the one before)':<34}{'p50 ms':>9}{'p90 ms':>9}{'seen':>6}")
     for name in order:
         values = sorted(gaps[name])

@@ -9,6 +9,7 @@ tables; a test keeps the two descriptions in step.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import weakref
@@ -44,14 +45,18 @@ from .config import mask_url
 from .errors import ConfigError, StoreError
 from .task import NAME_LENGTH, PATH_LENGTH
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "Base",
     "CacheRow",
+    "Checkpointer",
     "MetaRow",
     "QueueRow",
     "ScheduleRow",
     "StatRow",
     "TaskRow",
+    "checkpoint_in_background",
     "direct_read",
     "direct_sqlite",
     "direct_write",
@@ -263,6 +268,8 @@ def _sqlite_engine(url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
+        if url in _checkpointed:
+            cursor.execute(f"PRAGMA wal_autocheckpoint={FALLBACK_CHECKPOINT_PAGES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -454,3 +461,72 @@ def direct_read(engine: Engine, statement: Any, values: Mapping[str, Any]) -> li
          for (key, process), value in zip(columns, row, strict=True)}
         for row in found
     ]  # fmt: skip
+
+
+# -- the write-ahead log, kept short off the writers' path -------------------------
+
+CHECKPOINT_EVERY_S = 0.25
+"""How often a ``Checkpointer`` copies the write-ahead log back into the database."""
+
+FALLBACK_CHECKPOINT_PAGES = 20_000
+"""Where a writer checkpoints by itself, should the ``Checkpointer`` fall behind (~80 MB)."""
+
+_checkpointed: set[str] = set()
+"""URLs whose write-ahead log a ``Checkpointer`` of this process keeps short."""
+
+
+class Checkpointer:
+    """Copies a SQLite store's write-ahead log into its database from a thread of its own.
+
+    Why: by default the commit that grows the log past 1,000 pages does
+    the checkpoint itself, copying and syncing several megabytes before it
+    returns. In a cluster that commit is the monitor's, on the path between
+    a finished task and its waiter: one round trip in a hundred and fifty
+    took 3-5 ms instead of 1. A passive checkpoint here never blocks
+    writers or readers; the cluster's own connections checkpoint by
+    themselves only far beyond that (``FALLBACK_CHECKPOINT_PAGES``), so
+    the log stays bounded if this thread ever falls behind.
+    """
+
+    def __init__(self, engine: Engine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="qengine-checkpoint", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(CHECKPOINT_EVERY_S):
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """One passive checkpoint; a failure is logged and the next round tries again."""
+        try:
+            pooled = self.engine.raw_connection()
+            try:
+                pooled.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            finally:
+                pooled.close()
+        except (sqlite3.Error, SQLAlchemyError) as exc:
+            log.debug("checkpoint of %s failed: %s", mask_url(self.url), exc)
+
+    def stop(self) -> None:
+        """Stop the thread after a last checkpoint; writers checkpoint as usual again."""
+        self._stop.set()
+        self.thread.join()
+        self.checkpoint()
+        _checkpointed.discard(self.url)
+        self.engine.dispose()
+
+
+def checkpoint_in_background(url: str) -> Checkpointer | None:
+    """A running ``Checkpointer`` for the store at ``url`` where it is one of our own
+    SQLite files (not in memory, not a framework's connection); else None."""
+    engine = get_engine(url)
+    url = normalize_url(url)
+    if not direct_sqlite(engine) or make_url(url).database in {None, "", ":memory:"}:
+        return None
+    _checkpointed.add(url)
+    engine.dispose()  # connections opened before would still checkpoint on their commits
+    checkpointer = Checkpointer(engine, url)
+    checkpointer.thread.start()
+    return checkpointer

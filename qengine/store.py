@@ -28,8 +28,10 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from .cache import ResultCache, make_cache
 from .config import Config, mask_url
 from .db import (
+    Checkpointer,
     MetaRow,
     TaskRow,
+    checkpoint_in_background,
     direct_read,
     direct_sqlite,
     direct_write,
@@ -232,6 +234,15 @@ class ResultStore:
 
     def _error(self, exc: SQLAlchemyError, action: str) -> StoreError:
         return store_error(self.url, action, exc)
+
+    def start_upkeep(self) -> Checkpointer | None:
+        """What a process that writes many results here runs beside them (the cluster):
+        for our own SQLite file, a thread that keeps its write-ahead log short, so that
+        no result's commit pays for a checkpoint. Stop it with its ``stop()``."""
+        try:
+            return checkpoint_in_background(self.url)
+        except SQLAlchemyError as exc:
+            raise self._error(exc, "open the store") from exc
 
     # -- writing -------------------------------------------------------------
 

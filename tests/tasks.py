@@ -84,6 +84,13 @@ class Unpicklable:
         raise TypeError("Unpicklable refuses to be pickled")
 
 
+def imported(module: str) -> bool:
+    """Whether this worker had imported ``module`` before this task ran."""
+    import sys
+
+    return module in sys.modules
+
+
 def affinity() -> tuple[int, list[int]]:
     return os.getpid(), sorted(os.sched_getaffinity(0))
 

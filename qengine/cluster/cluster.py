@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -32,10 +32,13 @@ from ..runtime import get_config, get_notifier, get_reporters, get_signer, get_s
 from ..signing import Signer
 from ..status import Stat
 from ..store import ResultStore
+
+if TYPE_CHECKING:
+    from ..db import Checkpointer
 from ..task import Outcome
 from .guard import Guard
 from .monitor import Monitor
-from .pool import WorkerPool
+from .pool import TaskModules, WorkerPool
 from .pusher import Pusher
 from .reporting import ReportingThread
 from .scheduler import Scheduler
@@ -93,6 +96,7 @@ class Cluster:
         self.signer: Signer | None = None
         self.broker: Broker | None = None
         self.store: ResultStore | None = None
+        self.upkeep: Checkpointer | None = None
         self.workers: Workers | None = None
         self.guard: Guard | None = None
         self.pusher: Pusher | None = None
@@ -220,12 +224,14 @@ class Cluster:
         self.signer = signer = get_signer(config)
         self.broker = broker = new_broker(config)
         self.store = store = get_store(config)
+        self.upkeep = store.start_upkeep()
         # A bad error_reporter stops the start, not the monitor at the first failed task.
         if get_reporters(config):
             self.reporting.start()
         make_pool = partial(
             WorkerPool, workers=config.workers, recycle=config.recycle, signer=signer,
             affinity=config.cpu_affinity, worker_init=self.worker_init,
+            task_modules=TaskModules(),  # one for every pool: a new pool's workers import them too
         )  # fmt: skip
         self.workers = workers = Workers(make_pool, self.results, self.label)
         workers.renew()
@@ -332,6 +338,8 @@ class Cluster:
             log.debug("could not clear status: %s", exc)
         if self.broker is not None:
             self.broker.close()
+        if self.upkeep is not None:
+            self.upkeep.stop()
         log.info("%s has stopped.", self.label)
         self.stopped_event.set()
 

@@ -9,6 +9,7 @@ which task was running where.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import math
 import multiprocessing
@@ -26,7 +27,15 @@ from ..lifecycle import between_batches
 from ..signing import Signer
 from .worker import execute, rss_kb
 
-__all__ = ["HandBack", "Handoff", "RecyclingExecutor", "SlotView", "WorkerPool", "run_batch"]
+__all__ = [
+    "HandBack",
+    "Handoff",
+    "RecyclingExecutor",
+    "SlotView",
+    "TaskModules",
+    "WorkerPool",
+    "run_batch",
+]
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +110,59 @@ def _alive(pid: int) -> bool:
     return True
 
 
+class TaskModules:
+    """The modules of the tasks handed to the workers, for each new worker to import first.
+
+    Why: a worker recycled after ``recycle`` tasks is replaced by a fresh
+    process, whose first task would import its module on that task's clock
+    (5 ms for a small module here, far more for a Django app's); a round
+    trip in a few hundred paid it. Imported by the new worker's initializer,
+    it is paid while the other workers serve. Crosses into each worker as
+    the names noted by the time the worker starts (its arguments are
+    pickled then); the names are swapped whole, so no lock is needed.
+    """
+
+    LIMIT = 100
+    """Most modules remembered: past it, later ones are imported by their first task."""
+
+    def __init__(self) -> None:
+        self.names: tuple[str, ...] = ()
+        self._seen: set[str] = set()
+
+    def note(self, func: Any) -> None:
+        """Remember the module of a task's function, a dotted path or a callable (called
+        per task: cheap, and never raises)."""
+        if isinstance(func, str):
+            module = func.rpartition(".")[0]
+        else:
+            module = getattr(func, "__module__", None)
+            if not isinstance(module, str):
+                return
+        if module not in self._seen and len(self._seen) < self.LIMIT:
+            self._seen.add(module)
+            self.names = (*self.names, module)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (tuple, (self.names,))
+
+
+def _import_task_modules(names: Sequence[str]) -> None:
+    for name in names:
+        if not name or name == "__main__":  # a callable defined in the caller's script
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # the task itself will report it, on its own run
+            log.debug("worker could not import %s before its first task: %s", name, exc)
+
+
 def _init_worker(
     slots: Any,
     lock: Any,
     signer: Signer,
     affinity: int,
     worker_init: Callable[[], None] | None,
+    task_modules: Sequence[str] = (),
 ) -> None:
     """Runs once in each new worker process."""
     global _slots, _slot, _signer
@@ -121,6 +177,7 @@ def _init_worker(
         os.sched_setaffinity(0, cpus)
     if worker_init is not None:
         worker_init()
+    _import_task_modules(task_modules)
 
 
 def run_batch(batch: Sequence[Handoff]) -> HandBack:
@@ -201,6 +258,7 @@ class WorkerPool:
         signer: Signer,
         affinity: int = 0,
         worker_init: Callable[[], None] | None = None,
+        task_modules: TaskModules | None = None,
     ) -> None:
         WorkerPool.generation += 1
         self.generation = WorkerPool.generation
@@ -212,11 +270,12 @@ class WorkerPool:
             context.set_forkserver_preload(["qengine.cluster.pool"])
         self.slots = context.RawArray("d", (workers * 2 + 2) * _FIELDS)
         self.lock = context.Lock()
+        self.task_modules = task_modules if task_modules is not None else TaskModules()
         self.executor = RecyclingExecutor(
             max_workers=workers,
             mp_context=context,
             initializer=_init_worker,
-            initargs=(self.slots, self.lock, signer, affinity, worker_init),
+            initargs=(self.slots, self.lock, signer, affinity, worker_init, self.task_modules),
             max_tasks_per_child=recycle or None,
         )
         self.processes: dict[int, BaseProcess] = {}

@@ -72,6 +72,8 @@ class Workers:
             chunk = items[start : start + size]
             start += size
             batch = [(held.seq, held.delivery.package, held.timeout_s) for held in chunk]
+            for held in chunk:
+                pool.task_modules.note(held.message.func)
             try:
                 future = pool.submit(batch)
             except RuntimeError:

@@ -13,7 +13,7 @@ import pytest
 import qengine
 from qengine.brokers.base import Delivery
 from qengine.cluster.guard import Guard
-from qengine.cluster.pool import SlotView
+from qengine.cluster.pool import SlotView, TaskModules
 from qengine.cluster.state import Counters, Held, Holdings
 from qengine.cluster.workers import Workers
 from qengine.task import TaskMessage, new_id
@@ -37,6 +37,7 @@ class FakePool:
         self.spawned: list[int] = []
         """Workers the executor started since the last refresh()."""
         self.retired = False
+        self.task_modules = TaskModules()
 
     def submit(self, batch):
         future: Future = Future()

@@ -7,7 +7,7 @@ import pickle
 import subprocess
 import sys
 
-from qengine.cluster.pool import RecyclingExecutor, WorkerPool
+from qengine.cluster.pool import RecyclingExecutor, TaskModules, WorkerPool
 from qengine.signing import Signer
 from qengine.task import TaskMessage, new_id
 
@@ -76,3 +76,38 @@ def test_a_hand_off_runs_each_task_under_the_timeout_handed_with_it():
     assert back.pid in pool.processes
     assert back.rss_kb > 0
     assert [seq for seq, *_ in back.rows()] == [1, 2]
+
+
+def test_a_new_worker_imports_the_modules_of_the_tasks_handed_so_far():
+    """A recycled worker's first task must not pay for importing its module."""
+    signer = Signer("pool-tests", "pool")
+    pool = WorkerPool(workers=1, recycle=1, signer=signer)  # a fresh worker per hand-off
+    pool.start()
+
+    def handoff(seq: int) -> bytes:
+        message = TaskMessage(id=new_id()[0], name="n", func="tests.tasks.imported",
+                              args=("colorsys",))  # fmt: skip
+        return pool.submit([(seq, signer.dumps(message), None)]).result(timeout=30)
+
+    try:
+        before = handoff(1)  # its worker started before anything was noted
+        pool.task_modules.note("colorsys.rgb_to_hsv")
+        handoff(2)  # the worker that runs this one was started before the note, too
+        after = handoff(3)
+    finally:
+        pool.shutdown(wait=True)
+    assert pickle.loads(before.result_blobs[0]) is False
+    assert pickle.loads(after.result_blobs[0]) is True
+    assert pool.task_modules.names == ("colorsys",)
+
+
+def test_task_modules_come_from_paths_and_callables_and_never_fail():
+    import functools
+    import json
+
+    modules = TaskModules()
+    for func in ("tests.tasks.add", json.dumps, functools.partial(json.dumps), object(), "nodots",
+                 "tests.tasks.echo"):  # fmt: skip
+        modules.note(func)
+    assert modules.names == ("tests.tasks", "json", "functools", "")
+    assert pickle.loads(pickle.dumps(modules)) == modules.names

@@ -221,3 +221,40 @@ def test_the_sqlite_fast_path_fails_as_a_store_error_and_recovers(tmp_path):
     store.save_outcomes([o])  # the failed write left no transaction open on its connection
     assert store.get(o.message.id).result == 3
     assert store.count() == 2
+
+
+def test_a_cluster_store_on_sqlite_is_checkpointed_by_a_thread_not_by_its_commits(tmp_path):
+    import os
+    import time
+
+    from qengine import db
+
+    path = tmp_path / "store.sqlite3"
+    store = ResultStore(Config(store=f"sqlite:///{path}", save_limit=0))
+    store.save_outcomes([outcome(0)])
+    checkpointer = store.start_upkeep()
+    assert checkpointer is not None
+    assert checkpointer.thread.is_alive()
+    try:
+        pooled = store.engine.raw_connection()
+        try:
+            pages = pooled.driver_connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        finally:
+            pooled.close()
+        assert pages == db.FALLBACK_CHECKPOINT_PAGES  # commits no longer checkpoint at 1,000
+        before = os.path.getsize(path)
+        for start in range(0, 400, 50):
+            store.save_outcomes([outcome(b"x" * 4000) for _ in range(start, start + 50)])
+        deadline = time.monotonic() + 10
+        while os.path.getsize(path) < before + 1_000_000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.path.getsize(path) >= before + 1_000_000  # the thread copied the log in
+    finally:
+        checkpointer.stop()
+    assert not checkpointer.thread.is_alive()
+    assert store.count() == 401
+
+
+def test_only_our_own_sqlite_files_get_a_checkpointer(tmp_path, postgres_url):
+    assert ResultStore(Config(store="sqlite://")).start_upkeep() is None
+    assert ResultStore(Config(store=postgres_url)).start_upkeep() is None
