@@ -91,6 +91,13 @@ def imported(module: str) -> bool:
     return module in sys.modules
 
 
+def frozen_objects() -> int:
+    """How many objects this worker's collector no longer traverses (``gc.freeze``)."""
+    import gc
+
+    return gc.get_freeze_count()
+
+
 def affinity() -> tuple[int, list[int]]:
     return os.getpid(), sorted(os.sched_getaffinity(0))
 

@@ -7,6 +7,7 @@ the stop procedure.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import os
@@ -257,6 +258,11 @@ class Cluster:
                 stop_event=self.stop_event, label=self.label,
             )  # fmt: skip
             self.scheduler.thread.start()
+        if threading.current_thread() is threading.main_thread():
+            # A process of its own (qcluster): what it has made so far lives as long as it.
+            # Frozen, a full collection no longer walks it (~10 ms each, a round trip's
+            # stall); an embedding application's objects are left to its own collector.
+            gc.freeze()
         log.info("%s guarding cluster at %d", self.label, self.pid)
         self._phase = "Running"
         self.start_event.set()

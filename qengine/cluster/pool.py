@@ -9,6 +9,7 @@ which task was running where.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import logging
 import math
@@ -178,6 +179,7 @@ def _init_worker(
     if worker_init is not None:
         worker_init()
     _import_task_modules(task_modules)
+    gc.freeze()  # what the worker starts with lives as long as it: never traverse it again
 
 
 def run_batch(batch: Sequence[Handoff]) -> HandBack:

@@ -101,6 +101,18 @@ def test_a_new_worker_imports_the_modules_of_the_tasks_handed_so_far():
     assert pool.task_modules.names == ("colorsys",)
 
 
+def test_a_worker_freezes_what_it_starts_with():
+    signer = Signer("pool-tests", "pool")
+    message = TaskMessage(id=new_id()[0], name="n", func="tests.tasks.frozen_objects")
+    pool = WorkerPool(workers=1, recycle=0, signer=signer)
+    pool.start()
+    try:
+        back = pool.submit([(1, signer.dumps(message), None)]).result(timeout=30)
+    finally:
+        pool.shutdown(wait=True)
+    assert pickle.loads(back.result_blobs[0]) > 10_000  # the imports, frozen by the initializer
+
+
 def test_task_modules_come_from_paths_and_callables_and_never_fail():
     import functools
     import json
