@@ -45,6 +45,13 @@ def qcluster_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, datefmt="%H:%M:%S")
+    # Before the cluster's own imports (Redis, SQLAlchemy): the workers' fork server
+    # starts as a copy of this process, and the smaller the copy, the less of it is
+    # duplicated when the cluster's threads touch their pages (see cluster.forking).
+    from .cluster.forking import fork_helpers
+    from .cluster.pool import WORKER_MODULES
+
+    fork_helpers(preload=WORKER_MODULES)
     try:
         from .cluster.cluster import Cluster
         from .health import check_servers

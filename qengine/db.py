@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Column,
     DateTime,
     Engine,
     Index,
@@ -29,6 +30,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     create_engine,
     event,
@@ -37,7 +39,6 @@ from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
@@ -114,7 +115,14 @@ Blob = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
 LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
 
-class Base(DeclarativeBase):
+class Base:
+    """Where the engine's tables are declared (``Base.metadata``), named as an ORM base would be.
+
+    The tables are SQLAlchemy Core tables, not ORM classes: the engine runs
+    only Core statements, and importing ``sqlalchemy.orm`` cost every process
+    that uses the store 5.6 MB.
+    """
+
     metadata = MetaData(
         naming_convention={
             "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -123,89 +131,98 @@ class Base(DeclarativeBase):
     )
 
 
-class TaskRow(Base):
-    """One executed task: its call, its result, and when and how often it ran."""
+class Rows:
+    """A table whose columns read as attributes (``TaskRow.id``), as a mapped class's do.
 
-    __tablename__ = "q_task"
+    Statements take it where they take the table (``insert(TaskRow)``);
+    ``__table__`` is the table itself.
+    """
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(String(NAME_LENGTH), index=True)
-    func: Mapped[str] = mapped_column(String(PATH_LENGTH), index=True)
-    hook: Mapped[str | None] = mapped_column(String(PATH_LENGTH))
-    args: Mapped[bytes | None] = mapped_column(Blob)
-    kwargs: Mapped[bytes | None] = mapped_column(Blob)
-    result: Mapped[bytes | None] = mapped_column(Blob)
-    group: Mapped[str | None] = mapped_column(String(NAME_LENGTH), index=True)
-    started: Mapped[datetime] = mapped_column(UTCDateTime)
-    stopped: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    success: Mapped[bool] = mapped_column(Boolean, index=True)
-    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
-    cluster: Mapped[str | None] = mapped_column(String(100))
+    def __init__(self, doc: str, name: str, *columns: Any) -> None:
+        self.__doc__ = doc
+        self.__table__ = Table(name, Base.metadata, *columns)
+        for column in self.__table__.columns:
+            setattr(self, column.key, column)
 
+    def __clause_element__(self) -> Table:
+        return self.__table__
 
-class ScheduleRow(Base):
-    """A schedule; ``args`` and ``kwargs`` are Python literals so the admin can edit them."""
-
-    __tablename__ = "q_schedule"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str | None] = mapped_column(String(NAME_LENGTH), unique=True)
-    func: Mapped[str] = mapped_column(String(PATH_LENGTH))
-    hook: Mapped[str | None] = mapped_column(String(PATH_LENGTH))
-    args: Mapped[str | None] = mapped_column(Text)
-    kwargs: Mapped[str | None] = mapped_column(Text)
-    schedule_type: Mapped[str] = mapped_column(String(1), default="O")
-    minutes: Mapped[int | None] = mapped_column(Integer)
-    cron: Mapped[str | None] = mapped_column(String(100))
-    repeats: Mapped[int] = mapped_column(Integer, default=-1)
-    next_run: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
-    cluster: Mapped[str | None] = mapped_column(String(100))
-    task: Mapped[str | None] = mapped_column(String(100))
-    q_options: Mapped[bytes | None] = mapped_column(Blob)
+    def __getattr__(self, name: str) -> Column[Any]:  # the columns, for type checkers
+        raise AttributeError(f"table {self.__table__.name} has no column {name!r}")
 
 
-class QueueRow(Base):
-    """A package waiting in the SQL broker; ``lock`` is the end of its current lease."""
+TaskRow = Rows(
+    "One executed task: its call, its result, and when and how often it ran.",
+    "q_task",
+    Column("id", String(32), primary_key=True),
+    Column("name", String(NAME_LENGTH), nullable=False, index=True),
+    Column("func", String(PATH_LENGTH), nullable=False, index=True),
+    Column("hook", String(PATH_LENGTH)),
+    Column("args", Blob),
+    Column("kwargs", Blob),
+    Column("result", Blob),
+    Column("group", String(NAME_LENGTH), index=True),
+    Column("started", UTCDateTime, nullable=False),
+    Column("stopped", UTCDateTime, nullable=False, index=True),
+    Column("success", Boolean, nullable=False, index=True),
+    Column("attempt_count", Integer, nullable=False, default=0),
+    Column("cluster", String(100)),
+)
 
-    __tablename__ = "q_queue"
-    __table_args__ = (Index("ix_q_queue_key_lock", "key", "lock"),)
+ScheduleRow = Rows(
+    "A schedule; ``args`` and ``kwargs`` are Python literals so the admin can edit them.",
+    "q_schedule",
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(NAME_LENGTH), unique=True),
+    Column("func", String(PATH_LENGTH), nullable=False),
+    Column("hook", String(PATH_LENGTH)),
+    Column("args", Text),
+    Column("kwargs", Text),
+    Column("schedule_type", String(1), nullable=False, default="O"),
+    Column("minutes", Integer),
+    Column("cron", String(100)),
+    Column("repeats", Integer, nullable=False, default=-1),
+    Column("next_run", UTCDateTime, index=True),
+    Column("cluster", String(100)),
+    Column("task", String(100)),
+    Column("q_options", Blob),
+)
 
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
-    )
-    key: Mapped[str] = mapped_column(String(100))
-    payload: Mapped[bytes] = mapped_column(Blob)
-    lock: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    deliveries: Mapped[int] = mapped_column(Integer, default=0)
+QueueRow = Rows(
+    "A package waiting in the SQL broker; ``lock`` is the end of its current lease.",
+    "q_queue",
+    Column(
+        "id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("key", String(100), nullable=False),
+    Column("payload", Blob, nullable=False),
+    Column("lock", UTCDateTime),
+    Column("deliveries", Integer, nullable=False, default=0),
+    Index("ix_q_queue_key_lock", "key", "lock"),
+)
 
+CacheRow = Rows(
+    "A cached value when the cache is the store; ``expires`` None keeps it.",
+    "q_cache",
+    Column("key", String(255), primary_key=True),
+    Column("value", Blob, nullable=False),
+    Column("expires", UTCDateTime, index=True),
+)
 
-class CacheRow(Base):
-    """A cached value when the cache is the store; ``expires`` None keeps it."""
+StatRow = Rows(
+    "A cluster's latest status as JSON; ``expires`` makes dead clusters disappear.",
+    "q_stat",
+    Column("cluster_id", String(64), primary_key=True),
+    Column("data", LongText, nullable=False),
+    Column("expires", UTCDateTime, nullable=False, index=True),
+)
 
-    __tablename__ = "q_cache"
-
-    key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    value: Mapped[bytes] = mapped_column(Blob)
-    expires: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
-
-
-class StatRow(Base):
-    """A cluster's latest status as JSON; ``expires`` makes dead clusters disappear."""
-
-    __tablename__ = "q_stat"
-
-    cluster_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    data: Mapped[str] = mapped_column(LongText)
-    expires: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-
-
-class MetaRow(Base):
-    """Small facts about the installation, such as the embedded default's secret."""
-
-    __tablename__ = "q_meta"
-
-    key: Mapped[str] = mapped_column(String(100), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
+MetaRow = Rows(
+    "Small facts about the installation, such as the embedded default's secret.",
+    "q_meta",
+    Column("key", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
+)
 
 
 # -- engines --------------------------------------------------------------------
@@ -359,6 +376,18 @@ def dispose_engines() -> None:
         _engines.clear()
         _created.clear()
         _immediate.cache_clear()
+
+
+def close_idle_connections() -> None:
+    """Close the pooled connections nobody holds, keeping the engines.
+
+    Called before the cluster forks its helpers: a child must not inherit a
+    database handle (a SQLite handle or a server session belongs to one
+    process), and the engines' next check-outs simply connect again.
+    """
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose()
 
 
 # -- the SQLite fast path ---------------------------------------------------------

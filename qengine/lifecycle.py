@@ -9,7 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-__all__ = ["between_batches", "register_connection_hooks", "thread_connections"]
+__all__ = [
+    "between_batches",
+    "close_thread_connections",
+    "register_connection_hooks",
+    "thread_connections",
+]
 
 _batch_hooks: list[Callable[[], None]] = []
 _exit_hooks: list[Callable[[], None]] = []
@@ -51,5 +56,10 @@ def thread_connections() -> Iterator[None]:
     try:
         yield
     finally:
-        for hook in _exit_hooks:
-            hook()
+        close_thread_connections()
+
+
+def close_thread_connections() -> None:
+    """Close what the framework opened in this thread: at its end, or before a fork."""
+    for hook in _exit_hooks:
+        hook()

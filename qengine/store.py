@@ -22,7 +22,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .cache import ResultCache, make_cache
@@ -195,6 +194,8 @@ def _pg_batch_upsert() -> TextClause:
     per batch, and prepared once where the driver prepares. Same rule as
     ``_upsert_statement``: a stored success is never overwritten.
     """
+    from sqlalchemy.dialects import postgresql  # here: 2.3 MB a SQLite store need not hold
+
     dialect = postgresql.dialect()
     quote = dialect.identifier_preparer.quote
     table = TaskRow.__table__

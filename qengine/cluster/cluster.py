@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from .. import lifecycle
+from .. import db, lifecycle
 from ..brokers.base import Broker
 from ..chains import continue_chain
 from ..config import Config
@@ -37,9 +37,10 @@ from ..store import ResultStore
 if TYPE_CHECKING:
     from ..db import Checkpointer
 from ..task import Outcome
+from .forking import fork_helpers
 from .guard import Guard
 from .monitor import Monitor
-from .pool import TaskModules, WorkerPool
+from .pool import WORKER_MODULES, TaskModules, WorkerPool
 from .pusher import Pusher
 from .reporting import ReportingThread
 from .scheduler import Scheduler
@@ -220,6 +221,8 @@ class Cluster:
     def _start(self) -> None:
         config = self.config
         log.info("%s starting.", self.label)
+        if threading.current_thread() is threading.main_thread():
+            self._fork_helpers()
         # The runtime resolves the secret once per configuration; every worker of every
         # pool gets this signer and never reads a secret itself.
         self.signer = signer = get_signer(config)
@@ -268,6 +271,17 @@ class Cluster:
         self.start_event.set()
         self.publish()
         log.info("%s running.", self.label)
+
+    def _fork_helpers(self) -> None:
+        """Start the workers' fork server as a copy of this process, before it opens anything.
+
+        A process of its own (qcluster) has imported the engine, the
+        framework and their libraries by now: workers forked from that copy
+        share those pages instead of importing them again each.
+        """
+        lifecycle.close_thread_connections()  # a fork must not copy a database session
+        db.close_idle_connections()
+        fork_helpers(preload=WORKER_MODULES)
 
     def _new_monitor(self) -> Monitor:
         assert self.broker is not None

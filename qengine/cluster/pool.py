@@ -29,6 +29,7 @@ from ..signing import Signer
 from .worker import execute, rss_kb
 
 __all__ = [
+    "WORKER_MODULES",
     "HandBack",
     "Handoff",
     "RecyclingExecutor",
@@ -46,6 +47,14 @@ _FIELDS = 3  # pid, seq, started (epoch seconds)
 _slots: Any = None
 _slot = -1
 _signer: Signer | None = None
+
+WORKER_MODULES = (
+    "qengine.cluster.pool",
+    "multiprocessing.popen_forkserver",
+    "multiprocessing.sharedctypes",
+    "multiprocessing.synchronize",
+)
+"""What every worker imports before its first task: the fork server imports it once, for all."""
 
 Handoff = tuple[int, bytes, float | None]
 """One task handed to a worker: ``(seq, package, timeout_s)``, its timeout decided by the
@@ -269,7 +278,7 @@ class WorkerPool:
         context = multiprocessing.get_context(method)
         if method == "forkserver":
             # Workers fork from a server that already imported the engine: fast (re)starts.
-            context.set_forkserver_preload(["qengine.cluster.pool"])
+            context.set_forkserver_preload(list(WORKER_MODULES))
         self.slots = context.RawArray("d", (workers * 2 + 2) * _FIELDS)
         self.lock = context.Lock()
         self.task_modules = task_modules if task_modules is not None else TaskModules()

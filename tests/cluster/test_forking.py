@@ -1,0 +1,147 @@
+"""The fork server and resource tracker forked from the cluster (``qengine.cluster.forking``)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+import pytest
+
+from qengine import async_task, result
+from tests.processes import ROOT, ClusterProcess
+
+from .conftest import cluster_env
+
+pytestmark = pytest.mark.cluster
+
+
+def wait_until(probe, timeout: float = 20, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def ended(process: psutil.Process) -> bool:
+    """Gone, or a zombie left for an init that does not reap (as in some containers)."""
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def helpers_and_workers(cluster: ClusterProcess, workers: int) -> list[psutil.Process]:
+    """Every process the cluster started, once its workers are up (fork server + tracker)."""
+    root = psutil.Process(cluster.pid)
+    return wait_until(
+        lambda: (found := root.children(recursive=True)) and len(found) >= workers + 2 and found
+    )
+
+
+def test_qcluster_forks_its_helpers_and_every_worker_from_itself(embedded, start_cluster):
+    cluster = start_cluster()
+    descendants = helpers_and_workers(cluster, embedded.workers)
+    # The stdlib's helpers run ``python -c "from multiprocessing… import main"``: a fork
+    # carries the cluster's own command line instead.
+    command = psutil.Process(cluster.pid).cmdline()
+    assert [p.cmdline() for p in descendants] == [command] * len(descendants)
+    assert result(async_task("math.floor", 2.5), wait=10_000) == 2
+    assert cluster.stop() == 0
+    wait_until(lambda: all(ended(p) for p in descendants), timeout=10)
+
+
+def test_a_worker_forked_from_a_running_cluster_stops_on_sigterm(embedded, tmp_path):
+    # Forked after run() set the cluster's SIGTERM handler: a worker must not inherit it
+    # (it would set a copy of the stop flag and run on), or stopping could hang.
+    log_path = tmp_path / "direct.log"
+    cluster = ClusterProcess(cluster_env(embedded), log_path, [], module="tests.cluster.direct")
+    try:
+        cluster.wait_running()
+        command = psutil.Process(cluster.pid).cmdline()
+        descendants = helpers_and_workers(cluster, embedded.workers)
+        assert [p.cmdline() for p in descendants] == [command] * len(descendants)
+        assert result(async_task("math.floor", 3.5), wait=10_000) == 3
+        worker = psutil.Process(wait_until(lambda: cluster.worker_pids(embedded))[0])
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(10)  # not the cluster's child: psutil knows it ended, not its code
+        assert result(async_task("math.floor", 4.5), wait=10_000) == 4  # replaced, still served
+        assert cluster.stop() == 0
+    finally:
+        cluster.kill()
+
+
+def run_script(source: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(source)], cwd=ROOT, capture_output=True,
+        text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_fork_helpers_leaves_the_stdlib_to_start_them_while_other_threads_run():
+    out = run_script(
+        """
+        import os, threading
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import forkserver, get_context
+        from qengine.cluster.forking import fork_helpers
+
+        stop = threading.Event()
+        thread = threading.Thread(target=stop.wait)
+        thread.start()
+        print(fork_helpers())
+        stop.set()
+        thread.join()
+        with ProcessPoolExecutor(1, mp_context=get_context("forkserver")) as pool:
+            server = pool.submit(os.getppid).result(timeout=30)
+        with open(f"/proc/{server}/cmdline", "rb") as f:
+            print(b"multiprocessing.forkserver" in f.read())
+        """
+    )
+    assert out.split() == ["False", "True"]
+
+
+def test_fork_helpers_serves_the_stdlib_fork_server_protocol():
+    out = run_script(
+        """
+        import os, sys
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import forkserver, get_context, resource_tracker
+        from qengine.cluster.forking import fork_helpers
+
+        print(fork_helpers(preload=("qengine.cluster.pool",)), fork_helpers())
+        server = forkserver._forkserver._forkserver_pid
+        context = get_context("forkserver")
+        with ProcessPoolExecutor(2, mp_context=context, max_tasks_per_child=1) as pool:
+            parents = {pool.submit(os.getppid).result(timeout=30) for _ in range(4)}
+            lock = context.Lock()  # a named semaphore: registered with our tracker
+        print(parents == {server}, "qengine.cluster.pool" in sys.modules)
+        os.kill(server, 9)
+        while open(f"/proc/{server}/stat").read().split()[2] != "Z":
+            pass  # dead, left for the stdlib to reap and replace
+        with ProcessPoolExecutor(1, mp_context=context) as pool:  # the stdlib starts its own
+            print(pool.submit(os.getppid).result(timeout=30) not in (server, os.getpid()))
+        """
+    )
+    assert out.split() == ["True", "False", "True", "True", "True"]
+
+
+def test_the_helpers_leave_with_the_cluster_and_its_workers(embedded, start_cluster):
+    # Each helper reads a pipe until every holder of its write end has gone: the copies
+    # a fork gave the helpers themselves must have been closed, or they would never leave.
+    cluster = start_cluster()
+    descendants = helpers_and_workers(cluster, embedded.workers)
+    helpers = [p for p in descendants if p.ppid() == cluster.pid]
+    assert len(helpers) == 2  # the fork server and the tracker; the workers are the server's
+    for process in [psutil.Process(cluster.pid)] + [p for p in descendants if p not in helpers]:
+        process.kill()
+    cluster.process.wait(10)
+    wait_until(lambda: all(ended(p) for p in helpers), timeout=10)
