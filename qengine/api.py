@@ -121,6 +121,11 @@ def check_options(options: Mapping[str, Any]) -> None:
 
 
 def _check_call(func: str | Callable[..., Any], options: dict[str, Any]) -> None:
+    _check_func(func)
+    check_options(options)
+
+
+def _check_func(func: str | Callable[..., Any]) -> None:
     if not (isinstance(func, str) or callable(func)):
         raise TypeError(
             f"func must be a dotted path string or a callable, not {type(func).__name__}"
@@ -130,7 +135,6 @@ def _check_call(func: str | Callable[..., Any], options: dict[str, Any]) -> None
             f"func {shown(func)} must be a dotted path such as 'math.floor' "
             f"(at most {PATH_LENGTH} characters, without NUL)"
         )
-    check_options(options)
 
 
 def prepare(
@@ -140,13 +144,18 @@ def prepare(
     options: dict[str, Any],
     config: Config,
     ident: tuple[str, str] | None = None,
+    *,
+    options_checked: bool = False,
 ) -> TaskMessage:
     """Check a call and build its task message; ``pre_enqueue`` fires here.
 
     ``ident`` is the ``new_id()`` pair when the id had to be handed out
     before the message exists (an enqueue waiting for a commit).
+    ``options_checked`` spares a batch checking its one set of options per task.
     """
-    _check_call(func, options)
+    _check_func(func)
+    if not options_checked:
+        check_options(options)
     task_id, name = ident or new_id()
     cached = options.get("cached")
     sync = options.get("sync")
@@ -247,6 +256,8 @@ Call = tuple[Any, ...]
 
 
 def _unpack_call(call: Any, index: int) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+    if type(call) is tuple and len(call) == 2 and type(call[1]) is tuple:
+        return call[0], call[1], {}  # the common form, without the general path's copies
     if isinstance(call, str) or callable(call):
         return call, (), {}
     if not isinstance(call, tuple | list) or not 1 <= len(call) <= 3:
@@ -292,8 +303,9 @@ def async_tasks(calls: Iterable[Any], **options: Any) -> list[str]:
     on_commit = options.get("on_commit")
     if not on_commit:
         return _send_many(unpacked, options, config, broker)
+    check_options(options)
     for func, _, _ in unpacked:
-        _check_call(func, options)
+        _check_func(func)
     idents = [new_id() for _ in unpacked]
 
     def send() -> None:
@@ -310,9 +322,10 @@ def _send_many(
     broker: Broker | None,
     idents: list[tuple[str, str]] | None = None,
 ) -> list[str]:
+    check_options(options)
     messages = [
-        prepare(func, args, kwargs, options, config, idents[i] if idents else None)
-        for i, (func, args, kwargs) in enumerate(calls)
+        prepare(func, args, kwargs, options, config, ident, options_checked=True)
+        for ident, (func, args, kwargs) in zip(idents or [None] * len(calls), calls, strict=True)
     ]
     if messages and messages[0].sync:
         for message in messages:
