@@ -438,8 +438,9 @@ def _plan(engine: Engine, statement: Any) -> _Plan:
     return _Plan(engine, statement)
 
 
-def direct_write(engine: Engine, statement: Any, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Run ``statement`` once per row in one ``BEGIN IMMEDIATE`` transaction, on the driver.
+def direct_write(engine: Engine, statement: Any, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Run ``statement`` once per row in one ``BEGIN IMMEDIATE`` transaction, on the driver;
+    return how many rows it changed.
 
     Why: a result's save is on every round trip's path, between the task's
     end and its waiter's wake-up. Through a SQLAlchemy ``Connection`` one
@@ -459,7 +460,7 @@ def direct_write(engine: Engine, statement: Any, rows: Sequence[Mapping[str, Any
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(plan.sql, params)
+                changed = conn.executemany(plan.sql, params).rowcount
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -469,6 +470,7 @@ def direct_write(engine: Engine, statement: Any, rows: Sequence[Mapping[str, Any
             raise plan.error(exc, params) from exc
     finally:
         pooled.close()
+    return changed
 
 
 def direct_read(engine: Engine, statement: Any, values: Mapping[str, Any]) -> list[dict[str, Any]]:

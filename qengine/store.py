@@ -184,6 +184,26 @@ def _upsert_statement(dialect: str) -> Any:
 
 
 @cache
+def _sqlite_prune() -> Any:
+    """The whole prune in one statement, for the store's own SQLite files.
+
+    With the default ``save_limit`` every saved batch is followed by a prune:
+    a count, a select and a delete through a Connection held the monitor
+    for ~0.5 ms (the round trip: 1.53 ms at ``save_limit`` 250 against 0.97
+    at 0). The offset without a limit is SQLite's ``LIMIT -1 OFFSET``;
+    MySQL refuses a limit inside ``IN``, so the others keep the three steps.
+    """
+    table = TaskRow.__table__
+    beyond_newest = (
+        select(table.c.id)
+        .where(table.c.success.is_(True))
+        .order_by(table.c.stopped.desc(), table.c.id.desc())
+        .offset(bindparam("keep"))
+    )
+    return delete(table).where(table.c.id.in_(beyond_newest))
+
+
+@cache
 def _pg_batch_upsert() -> TextClause:
     """The whole batch in one statement on PostgreSQL: one array per column, ``unnest``-ed.
 
@@ -339,6 +359,8 @@ class ResultStore:
     def prune(self, keep: int) -> int:
         """Delete the oldest successes beyond the newest ``keep``; return how many went."""
         try:
+            if direct_sqlite(self.engine):
+                return direct_write(self.engine, _sqlite_prune(), [{"keep": keep}])
             with writing(self.engine) as conn:
                 count = conn.scalar(select(func.count()).where(TaskRow.success.is_(True)))
                 excess = (count or 0) - keep

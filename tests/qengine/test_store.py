@@ -120,6 +120,19 @@ def test_save_limit_prunes_the_oldest_successes(store):
     assert len(limited.list_tasks(success=False)) == 3
 
 
+def test_prune_counts_what_went_and_breaks_ties_by_id(store):
+    # SQLite prunes in one statement, the others in three: the same rows must go.
+    same_time = datetime(2026, 1, 1, tzinfo=UTC)
+    done = [outcome(i, stopped=same_time) for i in range(6)]
+    store.save_outcomes(done)
+    store.save_outcomes([outcome("f", success=False)])
+    assert store.prune(10) == 0
+    assert store.prune(4) == 2
+    newest = sorted(o.message.id for o in done)[2:]
+    assert sorted(t.id for t in store.list_tasks(success=True)) == newest
+    assert len(store.list_tasks(success=False)) == 1
+
+
 def test_finish_wakes_waiters_before_it_prunes_beyond_save_limit(store):
     from qengine.outcomes import finish
 
