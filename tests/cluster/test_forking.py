@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import psutil
 import pytest
@@ -15,18 +14,9 @@ from qengine import async_task, result
 from tests.processes import ROOT, ClusterProcess
 
 from .conftest import cluster_env
+from .test_cluster import wait_until
 
 pytestmark = pytest.mark.cluster
-
-
-def wait_until(probe, timeout: float = 20, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def ended(process: psutil.Process) -> bool:
