@@ -37,7 +37,7 @@ from ..store import ResultStore
 if TYPE_CHECKING:
     from ..db import Checkpointer
 from ..task import Outcome
-from .forking import fork_helpers
+from .forking import can_fork_helpers, fork_helpers
 from .guard import Guard
 from .monitor import Monitor
 from .pool import WORKER_MODULES, TaskModules, WorkerPool
@@ -221,7 +221,7 @@ class Cluster:
     def _start(self) -> None:
         config = self.config
         log.info("%s starting.", self.label)
-        if threading.current_thread() is threading.main_thread():
+        if can_fork_helpers():  # run() on the main thread, nothing else running yet
             self._fork_helpers()
         # The runtime resolves the secret once per configuration; every worker of every
         # pool gets this signer and never reads a secret itself.

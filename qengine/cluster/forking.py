@@ -29,13 +29,25 @@ import threading
 from collections.abc import Callable, Sequence
 from multiprocessing import connection, forkserver, resource_tracker, util
 
-__all__ = ["fork_helpers"]
+__all__ = ["can_fork_helpers", "fork_helpers"]
 
 log = logging.getLogger(__name__)
 
 _SUPPORTED = (3, 11) <= sys.version_info[:2] <= (3, 13)
 """Versions whose fork server and tracker keep the launch state this module sets; 3.14's
 fork server also expects an authentication key."""
+
+
+def can_fork_helpers() -> bool:
+    """Whether ``fork_helpers`` would fork now: a caller may then prepare (close connections)."""
+    if not _SUPPORTED or not sys.platform.startswith("linux"):
+        return False
+    if threading.active_count() != 1 or threading.current_thread() is not threading.main_thread():
+        return False  # forking with other threads alive can copy a held lock
+    tracker = resource_tracker._resource_tracker  # type: ignore[attr-defined]
+    server = forkserver._forkserver  # type: ignore[attr-defined]
+    # Already running: workers fork from the one there is.
+    return tracker._fd is None and server._forkserver_pid is None
 
 
 def fork_helpers(preload: Sequence[str] = ()) -> bool:
@@ -45,14 +57,10 @@ def fork_helpers(preload: Sequence[str] = ()) -> bool:
     opened no connection yet (a fork copies open sockets and database
     handles into every worker). ``preload`` is imported first.
     """
-    if not _SUPPORTED or not sys.platform.startswith("linux"):
+    if not can_fork_helpers():
         return False
-    if threading.active_count() != 1 or threading.current_thread() is not threading.main_thread():
-        return False  # forking with other threads alive can copy a held lock
     tracker = resource_tracker._resource_tracker  # type: ignore[attr-defined]
     server = forkserver._forkserver  # type: ignore[attr-defined]
-    if tracker._fd is not None or server._forkserver_pid is not None:
-        return False  # already running: workers would fork from the one there is
     for name in preload:
         __import__(name)
     gc.collect()
