@@ -84,19 +84,19 @@ def _name(bits: int) -> str:
     words = _name_words()
     if words is None:
         return coolname.generate_slug(4)
-    first, second, animal, noun = words
-    bits, a = divmod(bits, len(first))
-    bits, b = divmod(bits, len(second) - 1)
+    adjective, animal, noun = words
+    bits, a = divmod(bits, len(adjective))
+    bits, b = divmod(bits, len(adjective) - 1)
     bits, c = divmod(bits, len(animal))
     b += b >= a  # never the same adjective twice
-    return f"{first[a]}-{second[b]}-{animal[c]}-of-{noun[bits % len(noun)]}"
+    return f"{adjective[a]}-{adjective[b]}-{animal[c]}-of-{noun[bits % len(noun)]}"
 
 
 @cache
-def _name_words() -> tuple[tuple[str, ...], ...] | None:
-    """coolname's word lists (~4 x 10^10 names); None if its data is not laid out as expected.
+def _name_words() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None:
+    """coolname's adjectives, animals and nouns (~4 x 10^10 names); None if its data moved.
 
-    The names are a convenience, never a key: a coolname release that moved
+    The names are a convenience beside the id: a coolname release that moved
     its lists only sends the names back to ``generate_slug``.
     """
     try:
@@ -110,7 +110,7 @@ def _name_words() -> tuple[tuple[str, ...], ...] | None:
         return None
     if min(len(adjectives), len(animals), len(nouns)) < 100:
         return None
-    return adjectives, adjectives, animals, nouns
+    return adjectives, animals, nouns
 
 
 def func_name(func: str | Callable[..., Any] | None) -> str | None:
