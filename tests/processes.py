@@ -64,9 +64,11 @@ class ClusterProcess:
 
     def kill(self) -> None:
         """Kill the cluster and everything it started (its own session)."""
+        # The group outlives its leader: a test that killed the cluster alone (or a cluster
+        # that crashed) may have left members, and while any is alive the id is not reused.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
         if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGKILL)
             self.process.wait(10)
         self._log.close()
 

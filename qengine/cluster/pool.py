@@ -15,8 +15,10 @@ import logging
 import math
 import multiprocessing
 import os
+import select
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -166,6 +168,37 @@ def _import_task_modules(names: Sequence[str]) -> None:
             log.debug("worker could not import %s before its first task: %s", name, exc)
 
 
+def _leave_with(cluster_pid: int) -> None:
+    """End this worker as soon as the cluster that started it is gone, however it went.
+
+    Why: a cluster killed outright (SIGKILL, the OOM killer) never tells
+    its workers to stop, and nothing else ends them: they block on the call
+    queue, whose write end they hold themselves, and their parent is the
+    fork server, which stays as long as any of them holds its pipe. Each
+    would keep its memory for ever, and a restarted cluster would start new ones
+    beside them. The task a worker is running then is lost here, not
+    anywhere else: its result could not be saved by anyone, and its
+    package, never acknowledged, is delivered again once its lease runs out.
+    """
+    try:
+        handle = os.pidfd_open(cluster_pid)  # Linux 5.3+: readable once the process has ended
+    except ProcessLookupError:
+        os._exit(1)  # gone before this worker even started
+    except (AttributeError, OSError):
+        handle = None  # no pidfd here: look every second instead
+
+    def watch() -> None:
+        if handle is not None:
+            select.select([handle], [], [])
+        else:
+            while _alive(cluster_pid):
+                time.sleep(1.0)
+        log.warning("worker %d: cluster %d is gone; leaving", os.getpid(), cluster_pid)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="qengine-cluster-watch", daemon=True).start()
+
+
 def _init_worker(
     slots: Any,
     lock: Any,
@@ -173,9 +206,12 @@ def _init_worker(
     affinity: int,
     worker_init: Callable[[], None] | None,
     task_modules: Sequence[str] = (),
+    cluster_pid: int | None = None,
 ) -> None:
     """Runs once in each new worker process."""
     global _slots, _slot, _signer
+    if cluster_pid is not None:
+        _leave_with(cluster_pid)
     # Ctrl+C reaches the whole process group; the cluster, not its workers, decides
     # how to stop, and workers finish the task they are on.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -286,7 +322,15 @@ class WorkerPool:
             max_workers=workers,
             mp_context=context,
             initializer=_init_worker,
-            initargs=(self.slots, self.lock, signer, affinity, worker_init, self.task_modules),
+            initargs=(
+                self.slots,
+                self.lock,
+                signer,
+                affinity,
+                worker_init,
+                self.task_modules,
+                os.getpid(),  # the cluster, which each worker watches (_leave_with)
+            ),
             max_tasks_per_child=recycle or None,
         )
         self.processes: dict[int, BaseProcess] = {}

@@ -6,11 +6,12 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import psutil
 import pytest
 
-from qengine import async_task, result
+from qengine import async_task, queue_size, result
 from tests.processes import ROOT, ClusterProcess
 
 from .conftest import cluster_env
@@ -137,3 +138,17 @@ def test_the_helpers_leave_with_the_cluster_and_its_workers(embedded, start_clus
         process.kill()
     cluster.process.wait(10)
     wait_until(lambda: all(ended(p) for p in helpers), timeout=10)
+
+
+def test_workers_and_helpers_leave_when_the_cluster_is_killed(embedded, start_cluster):
+    # SIGKILL (or the OOM killer) gives the cluster no chance to stop its pool: each worker
+    # watches the cluster itself, a busy one too, and then the helpers find their pipes closed.
+    cluster = start_cluster()
+    descendants = helpers_and_workers(cluster, embedded.workers)
+    assert result(async_task("math.floor", 5.5), wait=10_000) == 5
+    async_task("time.sleep", 60)
+    wait_until(lambda: queue_size() == 0)  # taken by the cluster; an idle worker starts it
+    time.sleep(0.3)
+    psutil.Process(cluster.pid).kill()
+    cluster.process.wait(10)
+    wait_until(lambda: all(ended(p) for p in descendants), timeout=15)
