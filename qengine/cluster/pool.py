@@ -176,9 +176,9 @@ def _leave_with(cluster_pid: int) -> None:
     queue, whose write end they hold themselves, and their parent is the
     fork server, which stays as long as any of them holds its pipe. Each
     would keep its memory for ever, and a restarted cluster would start new ones
-    beside them. The task a worker is running then is lost here, not
-    anywhere else: its result could not be saved by anyone, and its
-    package, never acknowledged, is delivered again once its lease runs out.
+    beside them. The task a worker is running is abandoned: nobody could
+    save its result, and its package, never acknowledged, is delivered
+    again once its lease runs out.
     """
     try:
         handle = os.pidfd_open(cluster_pid)  # Linux 5.3+: readable once the process has ended
