@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import datetime
+from multiprocessing import connection
 from multiprocessing.process import BaseProcess
 from typing import Any, NamedTuple
 
@@ -175,24 +176,35 @@ def _leave_with(cluster_pid: int) -> None:
     its workers to stop, and nothing else ends them: they block on the call
     queue, whose write end they hold themselves, and their parent is the
     fork server, which stays as long as any of them holds its pipe. Each
-    would keep its memory for ever, and a restarted cluster would start new ones
-    beside them. The task a worker is running is abandoned: nobody could
-    save its result, and its package, never acknowledged, is delivered
-    again once its lease runs out.
+    would keep its memory for ever, and a restarted cluster would start new
+    ones beside them. The task a worker is running is abandoned: nobody
+    could save its result, and its package, never acknowledged, is
+    delivered again once its lease runs out.
+
+    A worker the cluster spawned itself (no fork server) waits on its
+    parent's sentinel; one forked by the fork server on a process handle of
+    the cluster (Linux 5.3 and later). Elsewhere it is not watched.
     """
-    try:
-        handle = os.pidfd_open(cluster_pid)  # Linux 5.3+: readable once the process has ended
-    except ProcessLookupError:
-        os._exit(1)  # gone before this worker even started
-    except (AttributeError, OSError):
-        handle = None  # no pidfd here: look every second instead
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid == cluster_pid:
+        sentinel = parent.sentinel
+
+        def wait() -> None:
+            connection.wait([sentinel])
+
+    else:
+        try:
+            handle = os.pidfd_open(cluster_pid)  # readable once the process has ended
+        except ProcessLookupError:
+            os._exit(1)  # gone before this worker even started
+        except (AttributeError, OSError):
+            return
+
+        def wait() -> None:
+            select.select([handle], [], [])
 
     def watch() -> None:
-        if handle is not None:
-            select.select([handle], [], [])
-        else:
-            while _alive(cluster_pid):
-                time.sleep(1.0)
+        wait()
         log.warning("worker %d: cluster %d is gone; leaving", os.getpid(), cluster_pid)
         os._exit(1)
 

@@ -152,3 +152,53 @@ def test_workers_and_helpers_leave_when_the_cluster_is_killed(embedded, start_cl
     psutil.Process(cluster.pid).kill()
     cluster.process.wait(10)
     wait_until(lambda: all(ended(p) for p in descendants), timeout=15)
+
+
+def test_a_spawned_worker_watches_its_parent_the_cluster(tmp_path):
+    # Without a fork server (spawn: not Linux) the cluster is the worker's own parent.
+    script = tmp_path / "spawned.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, sys, time
+            from multiprocessing import get_context
+            from qengine.cluster.pool import _leave_with
+
+            def worker(cluster, ready, watch):
+                if watch:
+                    _leave_with(cluster)
+                ready.set()
+                time.sleep(60)
+
+            if __name__ == "__main__":
+                context = get_context("spawn")
+                ready = context.Event()
+                child = context.Process(
+                    target=worker, args=(os.getpid(), ready, sys.argv[1] == "watch")
+                )
+                child.start()
+                assert ready.wait(30)
+                with open(sys.argv[2], "w") as out:
+                    out.write(str(child.pid))
+                os._exit(0)  # the cluster killed outright: no atexit, no terminate
+            """
+        )
+    )
+
+    def orphan(mode: str) -> psutil.Process:
+        # No pipes: the orphan would hold them open, and run() would wait for it.
+        pid_file = tmp_path / f"{mode}.pid"
+        subprocess.run(
+            [sys.executable, str(script), mode, str(pid_file)], cwd=ROOT, timeout=60,
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        return psutil.Process(int(pid_file.read_text()))
+
+    unwatched = orphan("no-watch")
+    try:
+        time.sleep(1)
+        assert not ended(unwatched)  # what the watch is for: nothing else ends it
+    finally:
+        unwatched.kill()
+    watched = orphan("watch")
+    wait_until(lambda: ended(watched), timeout=15)
