@@ -15,7 +15,6 @@ import logging
 import math
 import multiprocessing
 import os
-import select
 import signal
 import sys
 import threading
@@ -187,11 +186,7 @@ def _leave_with(cluster_pid: int) -> None:
     """
     parent = multiprocessing.parent_process()
     if parent is not None and parent.pid == cluster_pid:
-        sentinel = parent.sentinel
-
-        def wait() -> None:
-            connection.wait([sentinel])
-
+        handle: Any = parent.sentinel
     else:
         try:
             handle = os.pidfd_open(cluster_pid)  # readable once the process has ended
@@ -200,11 +195,8 @@ def _leave_with(cluster_pid: int) -> None:
         except (AttributeError, OSError):
             return
 
-        def wait() -> None:
-            select.select([handle], [], [])
-
     def watch() -> None:
-        wait()
+        connection.wait([handle])
         log.warning("worker %d: cluster %d is gone; leaving", os.getpid(), cluster_pid)
         os._exit(1)
 
