@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from qengine import async_task, queue_size, result
+from qengine import async_task, result
 from tests.processes import ROOT, ClusterProcess
 
 from .conftest import cluster_env
@@ -140,15 +140,15 @@ def test_the_helpers_leave_with_the_cluster_and_its_workers(embedded, start_clus
     wait_until(lambda: all(ended(p) for p in helpers), timeout=10)
 
 
-def test_workers_and_helpers_leave_when_the_cluster_is_killed(embedded, start_cluster):
+def test_workers_and_helpers_leave_when_the_cluster_is_killed(embedded, start_cluster, tmp_path):
     # SIGKILL (or the OOM killer) gives the cluster no chance to stop its pool: each worker
     # watches the cluster itself, a busy one too, and then the helpers find their pipes closed.
     cluster = start_cluster()
     descendants = helpers_and_workers(cluster, embedded.workers)
-    assert result(async_task("math.floor", 5.5), wait=10_000) == 5
-    async_task("time.sleep", 60)
-    wait_until(lambda: queue_size() == 0)  # taken by the cluster; an idle worker starts it
-    time.sleep(0.3)
+    marker = tmp_path / "busy.pid"
+    async_task("tests.tasks.pid_file_then_sleep", str(marker), 60)
+    busy = int(wait_until(lambda: marker.exists() and marker.read_text()))
+    assert busy in [p.pid for p in descendants]
     psutil.Process(cluster.pid).kill()
     cluster.process.wait(10)
     wait_until(lambda: all(ended(p) for p in descendants), timeout=15)
