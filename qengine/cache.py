@@ -8,17 +8,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
-from sqlalchemy import Engine, delete, insert, or_, select
-from sqlalchemy.exc import SQLAlchemyError
 
 from .brokers import broker_class
 from .config import Config
-from .db import CacheRow, get_engine, store_error, writing
 from .errors import ConfigError, StoreError
 from .redis_conn import REDIS_SCHEMES, client_setting, describe_client, redis_client, redis_errors
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 __all__ = [
     "MemoryCache",
@@ -162,6 +162,8 @@ class StoreCache(ResultCache):
     """Rows of ``q_cache`` in the result store; a set is one row per member.
 
     Failures raise ``StoreError`` naming the store, as the store's own reads do.
+    SQLAlchemy and ``qengine.db`` are imported in the methods, not by this module,
+    so that a cluster on a SQLite store and Redis never loads SQLAlchemy.
     """
 
     def __init__(self, url: str) -> None:
@@ -170,10 +172,16 @@ class StoreCache(ResultCache):
     @property
     def engine(self) -> Engine:
         """Opened (and its tables created) on first use: building a cache reaches no server."""
+        from .db import get_engine
+
         return get_engine(self.url)
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from .db import store_error
+
         try:
             yield
         except SQLAlchemyError as exc:
@@ -185,9 +193,17 @@ class StoreCache(ResultCache):
 
     @staticmethod
     def _alive() -> Any:
+        from sqlalchemy import or_
+
+        from .db import CacheRow
+
         return or_(CacheRow.expires.is_(None), CacheRow.expires > datetime.now(UTC))
 
     def _put(self, rows: dict[str, tuple[bytes, datetime | None]]) -> None:
+        from sqlalchemy import delete, insert
+
+        from .db import CacheRow, writing
+
         with self._errors("write cached results"), writing(self.engine) as conn:
             conn.execute(delete(CacheRow).where(CacheRow.key.in_(list(rows))))
             conn.execute(
@@ -199,12 +215,20 @@ class StoreCache(ResultCache):
         self._put({key: (value, self._expires(timeout))})
 
     def get(self, key: str) -> bytes | None:
+        from sqlalchemy import select
+
+        from .db import CacheRow
+
         with self._errors("read cached results"), self.engine.connect() as conn:
             return conn.scalar(select(CacheRow.value).where(CacheRow.key == key, self._alive()))
 
     def get_many(self, keys: list[str]) -> list[bytes | None]:
         if not keys:
             return []
+        from sqlalchemy import select
+
+        from .db import CacheRow
+
         with self._errors("read cached results"), self.engine.connect() as conn:
             rows = conn.execute(
                 select(CacheRow.key, CacheRow.value).where(CacheRow.key.in_(keys), self._alive())
@@ -215,6 +239,10 @@ class StoreCache(ResultCache):
     def delete(self, *keys: str) -> None:
         if not keys:
             return
+        from sqlalchemy import delete
+
+        from .db import CacheRow, writing
+
         with self._errors("delete cached results"), writing(self.engine) as conn:
             conn.execute(delete(CacheRow).where(CacheRow.key.in_(keys)))
             for key in keys:
@@ -225,6 +253,10 @@ class StoreCache(ResultCache):
         return len(self.members(key))
 
     def members(self, key: str) -> list[str]:
+        from sqlalchemy import select
+
+        from .db import CacheRow
+
         prefix = key + "\x1f"
         with self._errors("read cached results"), self.engine.connect() as conn:
             keys = conn.scalars(

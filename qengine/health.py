@@ -14,14 +14,12 @@ import json
 from typing import Any
 
 from redis.exceptions import RedisError
-from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 
 from .config import Config
-from .db import get_engine, store_error
 from .errors import BrokerUnavailable, QEngineError
 from .runtime import get_config, new_broker
 from .status import Stat
+from .store import ResultStore
 
 __all__ = ["HAPPY_STATES", "check_servers", "health", "http_response"]
 
@@ -72,7 +70,7 @@ def health(config: Config | None = None, *, host: str | None = None) -> tuple[bo
         body["host"] = host
     try:
         stats = [s for s in Stat.get_all(config) if host is None or s.host == host]
-    except (QEngineError, RedisError, SQLAlchemyError, OSError) as exc:
+    except (QEngineError, RedisError, OSError) as exc:  # the store's errors are StoreError
         body["clusters"] = []
         body["error"] = f"cannot read the clusters' status: {exc}"
         return False, body
@@ -123,8 +121,4 @@ def check_servers(config: Config | None = None) -> None:
             )
     finally:
         broker.close()
-    try:
-        with get_engine(config.store).connect() as conn:
-            conn.execute(select(1))
-    except SQLAlchemyError as exc:
-        raise store_error(config.store, "answer", exc) from exc
+    ResultStore(config).ping()

@@ -11,11 +11,7 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import delete, insert, select
-from sqlalchemy.exc import SQLAlchemyError
-
 from .config import Config
-from .db import StatRow, get_engine, store_error, writing
 from .redis_conn import client_setting, describe_client, redis_client, redis_errors
 
 __all__ = ["RedisSnapshots", "SnapshotStore", "StoreSnapshots"]
@@ -59,7 +55,11 @@ class RedisSnapshots:
 
 
 class StoreSnapshots:
-    """Snapshots as rows of the store's ``q_stat``, expired rows swept on each read."""
+    """Snapshots as rows of the store's ``q_stat``, expired rows swept on each read.
+
+    SQLAlchemy and ``qengine.db`` are imported in the methods, not by this module,
+    so that a cluster on a SQLite store and Redis never loads SQLAlchemy.
+    """
 
     def __init__(self, config: Config) -> None:
         self.url = config.store
@@ -69,6 +69,11 @@ class StoreSnapshots:
         return f"{name}:{cluster_id}"
 
     def put(self, name: str, cluster_id: str, text: str, ttl_s: int) -> None:
+        from sqlalchemy import delete, insert
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from .db import StatRow, get_engine, store_error, writing
+
         key = self.key(name, cluster_id)
         expires = datetime.now(UTC) + timedelta(seconds=ttl_s)
         try:
@@ -79,6 +84,11 @@ class StoreSnapshots:
             raise store_error(self.url, "publish cluster status", exc) from exc
 
     def remove(self, name: str, cluster_id: str) -> None:
+        from sqlalchemy import delete
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from .db import StatRow, get_engine, store_error, writing
+
         key = self.key(name, cluster_id)
         try:
             with writing(get_engine(self.url)) as conn:
@@ -87,6 +97,11 @@ class StoreSnapshots:
             raise store_error(self.url, "clear cluster status", exc) from exc
 
     def all(self, name: str) -> list[str]:
+        from sqlalchemy import delete, select
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from .db import StatRow, get_engine, store_error, writing
+
         now = datetime.now(UTC)
         try:
             with writing(get_engine(self.url)) as conn:

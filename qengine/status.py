@@ -15,11 +15,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
-
 from .config import Config
-from .db import ScheduleRow, TaskRow, store_error
 from .runtime import get_broker, get_config, get_stats, get_store
 
 __all__ = ["STATES", "Stat", "Summary", "summary", "task_rate"]
@@ -158,7 +154,11 @@ def task_rate(per_day: int) -> tuple[float, str]:
 
 def summary(config: Config | None = None) -> Summary:
     """Compute the qinfo figures: clusters from their snapshots, tasks from the store."""
-    from sqlalchemy import func
+    # Imported here so that a cluster on a SQLite store and Redis never loads SQLAlchemy.
+    from sqlalchemy import func, select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .db import ScheduleRow, TaskRow, store_error
 
     config = config or get_config()
     stats = Stat.get_all(config)
