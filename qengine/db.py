@@ -10,10 +10,8 @@ tables; a test keeps the two descriptions in step.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
-import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -42,6 +40,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
+from . import lite
 from .config import mask_url
 from .errors import ConfigError, StoreError
 from .task import NAME_LENGTH, PATH_LENGTH
@@ -51,16 +50,11 @@ log = logging.getLogger(__name__)
 __all__ = [
     "Base",
     "CacheRow",
-    "Checkpointer",
     "MetaRow",
     "QueueRow",
     "ScheduleRow",
     "StatRow",
     "TaskRow",
-    "checkpoint_in_background",
-    "direct_read",
-    "direct_sqlite",
-    "direct_write",
     "get_engine",
     "normalize_url",
     "store_error",
@@ -285,8 +279,8 @@ def _sqlite_engine(url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
-        if url in _checkpointed:
-            cursor.execute(f"PRAGMA wal_autocheckpoint={FALLBACK_CHECKPOINT_PAGES}")
+        if not memory and lite.is_checkpointed(parsed.database):  # type: ignore[arg-type]
+            cursor.execute(f"PRAGMA wal_autocheckpoint={lite.FALLBACK_CHECKPOINT_PAGES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -296,7 +290,6 @@ def _sqlite_engine(url: str) -> Engine:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
         conn.connection.driver_connection.execute(f"BEGIN {mode}")
 
-    _direct.add(engine)
     return engine
 
 
@@ -346,10 +339,8 @@ def store_error(url: str, action: str, exc: SQLAlchemyError) -> StoreError:
     a link, and runs over several lines.
     """
     reason = str(exc.orig) if isinstance(exc, DBAPIError) else str(exc.args[0] if exc.args else exc)
-    text = f"result store {mask_url(url)} failed to {action}: {' '.join(reason.split())}"
-    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
-        text += "; check that the database server is running there and that 'store' names it"
-    return StoreError(text)
+    unreachable = isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError)
+    return lite.store_failure(url, action, reason, unreachable)
 
 
 def writing(engine: Engine) -> Any:
@@ -388,176 +379,3 @@ def close_idle_connections() -> None:
     with _engines_lock:
         for engine in _engines.values():
             engine.dispose()
-
-
-# -- the SQLite fast path ---------------------------------------------------------
-
-_direct: weakref.WeakSet[Engine] = weakref.WeakSet()
-"""SQLite engines made (and set up) here: the fast path may use their connections directly."""
-
-
-def direct_sqlite(engine: Engine) -> bool:
-    """Whether ``engine`` is one of our own SQLite engines (not one a framework supplies)."""
-    return engine in _direct
-
-
-class _Plan:
-    """A statement compiled once for an engine: its SQL, its parameters in order with the
-    types' bind processors, and for a SELECT its columns with their result processors."""
-
-    def __init__(self, engine: Engine, statement: Any) -> None:
-        dialect = engine.dialect
-        compiled = statement.compile(dialect=dialect)
-        self.sql: str = compiled.string
-        self.dialect = dialect
-        binds = compiled.binds
-        self.fixed = {n: b.value for n, b in binds.items() if not b.required}
-        self.params = tuple(
-            (name, binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-            for name in compiled.positiontup or ()
-        )
-        columns = getattr(statement, "selected_columns", ())
-        self.columns = tuple(
-            (c.key, c.type.dialect_impl(dialect).result_processor(dialect, None)) for c in columns
-        )
-
-    def bind(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple(
-            values[name] if process is None else process(values[name])
-            for name, process in self.params
-        )
-
-    def error(self, exc: sqlite3.Error, params: Any) -> BaseException:
-        """SQLAlchemy's error for the driver's, as a Connection would have raised it, so that
-        callers handle both paths alike (``IntegrityError`` retries, ``store_error``)."""
-        return DBAPIError.instance(self.sql, params, exc, sqlite3.Error, dialect=self.dialect)
-
-
-@lru_cache(maxsize=32)
-def _plan(engine: Engine, statement: Any) -> _Plan:
-    return _Plan(engine, statement)
-
-
-def direct_write(engine: Engine, statement: Any, rows: Sequence[Mapping[str, Any]]) -> int:
-    """Run ``statement`` once per row in one ``BEGIN IMMEDIATE`` transaction, on the driver;
-    return how many rows it changed.
-
-    Why: a result's save is on every round trip's path, between the task's
-    end and its waiter's wake-up. Through a SQLAlchemy ``Connection`` one
-    row's upsert cost 160-260 µs here, most of it the Connection's
-    check-out, events and execution context; on the pooled driver
-    connection, with the same compiled SQL and the same type processing,
-    80-95 µs. Only for engines ``direct_sqlite`` accepts: they were set up
-    here (autocommit driver, WAL, busy timeout), and no framework shares
-    their connections or transactions. Raises SQLAlchemy's ``DBAPIError``
-    subclasses, as ``Connection.execute`` would.
-    """
-    plan = _plan(engine, statement)
-    params = [plan.bind({**plan.fixed, **row}) for row in rows]
-    pooled = engine.raw_connection()
-    try:
-        conn = pooled.driver_connection
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                changed = conn.executemany(plan.sql, params).rowcount
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.rollback()
-                raise
-        except sqlite3.Error as exc:
-            raise plan.error(exc, params) from exc
-    finally:
-        pooled.close()
-    return changed
-
-
-def direct_read(engine: Engine, statement: Any, values: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """``statement``'s rows as dicts by column key, read on the driver like ``direct_write``
-    (one look-up by a waiter: 200 µs through a Connection, about 60 µs here)."""
-    plan = _plan(engine, statement)
-    params = plan.bind({**plan.fixed, **values})
-    pooled = engine.raw_connection()
-    try:
-        try:
-            found = pooled.driver_connection.execute(plan.sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise plan.error(exc, params) from exc
-    finally:
-        pooled.close()
-    columns = plan.columns
-    return [
-        {key: value if process is None else process(value)
-         for (key, process), value in zip(columns, row, strict=True)}
-        for row in found
-    ]  # fmt: skip
-
-
-# -- the write-ahead log, kept short off the writers' path -------------------------
-
-CHECKPOINT_EVERY_S = 0.25
-"""How often a ``Checkpointer`` copies the write-ahead log back into the database."""
-
-FALLBACK_CHECKPOINT_PAGES = 20_000
-"""Where a writer checkpoints by itself, should the ``Checkpointer`` fall behind (~80 MB)."""
-
-_checkpointed: set[str] = set()
-"""URLs whose write-ahead log a ``Checkpointer`` of this process keeps short."""
-
-
-class Checkpointer:
-    """Copies a SQLite store's write-ahead log into its database from a thread of its own.
-
-    Why: by default the commit that grows the log past 1,000 pages does
-    the checkpoint itself, copying and syncing several megabytes before it
-    returns. In a cluster that commit is the monitor's, on the path between
-    a finished task and its waiter: one round trip in a hundred and fifty
-    took 3-5 ms instead of 1. A passive checkpoint here never blocks
-    writers or readers; the cluster's own connections checkpoint by
-    themselves only far beyond that (``FALLBACK_CHECKPOINT_PAGES``), so
-    the log stays bounded if this thread ever falls behind.
-    """
-
-    def __init__(self, engine: Engine, url: str) -> None:
-        self.engine = engine
-        self.url = url
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="qengine-checkpoint", daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(CHECKPOINT_EVERY_S):
-            self.checkpoint()
-
-    def checkpoint(self) -> None:
-        """One passive checkpoint; a failure is logged and the next round tries again."""
-        try:
-            pooled = self.engine.raw_connection()
-            try:
-                pooled.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            finally:
-                pooled.close()
-        except (sqlite3.Error, SQLAlchemyError) as exc:
-            log.debug("checkpoint of %s failed: %s", mask_url(self.url), exc)
-
-    def stop(self) -> None:
-        """Stop the thread after a last checkpoint; writers checkpoint as usual again."""
-        self._stop.set()
-        self.thread.join()
-        self.checkpoint()
-        _checkpointed.discard(self.url)
-        self.engine.dispose()
-
-
-def checkpoint_in_background(url: str) -> Checkpointer | None:
-    """A running ``Checkpointer`` for the store at ``url`` where it is one of our own
-    SQLite files (not in memory, not a framework's connection); else None."""
-    engine = get_engine(url)
-    url = normalize_url(url)
-    if not direct_sqlite(engine) or make_url(url).database in {None, "", ":memory:"}:
-        return None
-    _checkpointed.add(url)
-    engine.dispose()  # connections opened before would still checkpoint on their commits
-    checkpointer = Checkpointer(engine, url)
-    checkpointer.thread.start()
-    return checkpointer

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from . import cache as _cache
-from . import db, reporters, task
+from . import lite, reporters, task
 from .brokers import broker_class, make_broker
 from .brokers.base import Broker
 from .config import Config, load_config
@@ -107,7 +107,7 @@ def _replace(config: Config | None) -> None:
         _current = config
         for hook in _reset_hooks:
             hook()
-        db.dispose_engines()
+        lite.close_engine_connections(forget=True)
 
 
 def reset() -> None:

@@ -6,47 +6,21 @@ import logging
 import pickle
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from functools import cache
-from typing import Any
-
-from sqlalchemy import (
-    Engine,
-    TextClause,
-    bindparam,
-    case,
-    delete,
-    func,
-    insert,
-    or_,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from .cache import ResultCache, make_cache
-from .config import Config, mask_url
-from .db import (
-    Checkpointer,
-    MetaRow,
-    TaskRow,
-    checkpoint_in_background,
-    direct_read,
-    direct_sqlite,
-    direct_write,
-    get_engine,
-    store_error,
-    writing,
-)
-from .errors import StoreError
+from .config import Config
+from .lite import Checkpointer, lite_file
 from .signing import fast_dumps
-from .task import GROUP_ORDER, PATH_LENGTH, Outcome, Task, func_name
+from .task import PATH_LENGTH, Outcome, Task, func_name
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 __all__ = ["ResultStore", "dumps", "embedded_secret", "loads", "task_from_values"]
 
 log = logging.getLogger(__name__)
-
-_PRUNE_CHUNK = 500
 
 
 def dumps(value: Any) -> bytes:
@@ -145,92 +119,14 @@ def outcome_task(outcome: Outcome) -> Task:
     return Task(**values)
 
 
-_key = bindparam("key")
-_GET_TASK = (
-    select(TaskRow.__table__)
-    .where(or_(TaskRow.id == _key, TaskRow.name == _key))
-    .order_by(case((TaskRow.id == _key, 0), else_=1), TaskRow.stopped.desc())
-    .limit(1)
-)
-"""The task by id, or else the newest by that name: built once, it is polled often."""
-
-_GROUP_COLUMNS = tuple(TaskRow.__table__.c[name] for name in GROUP_ORDER)
-"""A group's tasks in enqueue order, not finish order (``qengine.task.GROUP_ORDER``)."""
-
-
-@cache
-def _upsert_statement(dialect: str) -> Any:
-    """One ``INSERT … ON CONFLICT`` that keeps a stored success, where the database has it.
-
-    Every result is saved: one statement instead of a look-up, an insert
-    and updates makes it several times cheaper, and atomic when two
-    clusters race for the same id. Other databases take the
-    look-then-write path.
-    """
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        return None
-    table = TaskRow.__table__
-    stmt = dialect_insert(table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[table.c.id],
-        set_={c.name: stmt.excluded[c.name] for c in table.c if c.name != "id"},
-        where=table.c.success.is_(False),
-    )
-    return stmt
-
-
-@cache
-def _sqlite_prune() -> Any:
-    """The whole prune in one statement, for the store's own SQLite files.
-
-    With the default ``save_limit`` every saved batch is followed by a prune:
-    a count, a select and a delete through a Connection held the monitor
-    for ~0.5 ms (the round trip: 1.53 ms at ``save_limit`` 250 against 0.97
-    at 0). The offset without a limit is SQLite's ``LIMIT -1 OFFSET``;
-    MySQL refuses a limit inside ``IN``, so the others keep the three steps.
-    """
-    table = TaskRow.__table__
-    beyond_newest = (
-        select(table.c.id)
-        .where(table.c.success.is_(True))
-        .order_by(table.c.stopped.desc(), table.c.id.desc())
-        .offset(bindparam("keep"))
-    )
-    return delete(table).where(table.c.id.in_(beyond_newest))
-
-
-@cache
-def _pg_batch_upsert() -> TextClause:
-    """The whole batch in one statement on PostgreSQL: one array per column, ``unnest``-ed.
-
-    ``executemany`` sends one INSERT per row, and a connection that binds on
-    the client and never prepares (Django's default psycopg set-up, on which
-    qdjango runs the store) makes PostgreSQL parse and plan each of them.
-    This text does not change with the batch's size, so it is parsed once
-    per batch, and prepared once where the driver prepares. Same rule as
-    ``_upsert_statement``: a stored success is never overwritten.
-    """
-    from sqlalchemy.dialects import postgresql  # here: 2.3 MB a SQLite store need not hold
-
-    dialect = postgresql.dialect()
-    quote = dialect.identifier_preparer.quote
-    table = TaskRow.__table__
-    names = [c.name for c in table.c]
-    arrays = ", ".join(f"CAST(:{c.name} AS {c.type.compile(dialect=dialect)}[])" for c in table.c)
-    updates = ", ".join(f"{quote(n)} = excluded.{quote(n)}" for n in names if n != "id")
-    return text(
-        f"INSERT INTO {table.name} ({', '.join(quote(n) for n in names)}) "
-        f"SELECT * FROM unnest({arrays}) "
-        f"ON CONFLICT (id) DO UPDATE SET {updates} WHERE {table.name}.success IS false"
-    )
-
-
 class ResultStore:
-    """Tasks in ``q_task`` of a SQL database, plus the cache for ``cached=`` results."""
+    """Tasks in ``q_task`` of a SQL database, plus the cache for ``cached=`` results.
+
+    On one of the engine's own SQLite files, saving, pruning and looking up
+    run on the driver (``qengine.lite``); everything else, and every other
+    database, goes through SQLAlchemy (``qengine.store_sql``), imported on
+    first use: a cluster on such a file never loads it.
+    """
 
     def __init__(self, config: Config, cache: Callable[[], ResultCache] | None = None) -> None:
         """``cache`` gives the shared result cache (``qengine.runtime.get_cache``); without
@@ -239,11 +135,21 @@ class ResultStore:
         self.url = config.store
         self._get_cache = cache
         self._own_cache: ResultCache | None = None
+        self.lite_file = lite_file(self.url)
+        """The store's own SQLite file on the driver (``qengine.lite``), else None."""
 
     @property
     def engine(self) -> Engine:
-        """The store's engine; opened (and its tables created) on first use, not before."""
+        """The store's SQLAlchemy engine; opened (and its tables created) on first use."""
+        from .db import get_engine
+
         return get_engine(self.url)
+
+    @property
+    def _sql(self) -> ModuleType:
+        from . import store_sql
+
+        return store_sql
 
     @property
     def cache(self) -> ResultCache:
@@ -253,17 +159,24 @@ class ResultStore:
             self._own_cache = make_cache(self.config)
         return self._own_cache
 
-    def _error(self, exc: SQLAlchemyError, action: str) -> StoreError:
-        return store_error(self.url, action, exc)
-
     def start_upkeep(self) -> Checkpointer | None:
         """What a process that writes many results here runs beside them (the cluster):
         for our own SQLite file, a thread that keeps its write-ahead log short, so that
-        no result's commit pays for a checkpoint. Stop it with its ``stop()``."""
-        try:
-            return checkpoint_in_background(self.url)
-        except SQLAlchemyError as exc:
-            raise self._error(exc, "open the store") from exc
+        no result's commit pays for a checkpoint. Stop it with its ``stop()``. Either
+        way the store is opened here, so that a cluster fails at its start, not at its
+        first result."""
+        if self.lite_file is None:
+            self._sql.open_store(self.url)
+            return None
+        return self.lite_file.start_checkpointer()
+
+    def ping(self) -> None:
+        """Raise ``StoreError`` unless the store answers (its tables created where the
+        engine owns them): ``qcluster`` asks before it starts."""
+        if self.lite_file is None:
+            self._sql.open_store(self.url, check=True)
+        else:
+            self.lite_file.read("SELECT 1", (), "answer")
 
     # -- writing -------------------------------------------------------------
 
@@ -290,13 +203,17 @@ class ResultStore:
 
     def save_rows(self, rows: list[dict[str, Any]]) -> None:
         """Write rows made by ``rows_to_save`` in one transaction (no pruning)."""
-        if rows:
-            self._upsert(rows)
+        if not rows:
+            return
+        if self.lite_file is not None:
+            self.lite_file.save_tasks(list({row["id"]: row for row in rows}.values()))
+        else:
+            self._sql.save_rows(self.url, rows)
 
     def save_task(self, task: Task) -> None:
         """Save a ``Task`` object (``Task.save()``), with the same rules as outcomes."""
         rows = [_task_values(task)]
-        self._upsert(rows)
+        self.save_rows(rows)
         self.prune_after(rows)
 
     def _keeps(self, outcome: Outcome) -> bool:
@@ -305,155 +222,45 @@ class ResultStore:
         save = outcome.message.save
         return save if save is not None else self.config.save_limit >= 0
 
-    def _upsert(self, rows: list[dict[str, Any]]) -> None:
-        # Last writer would win with a plain upsert; the spec wants a stored success to
-        # stay, so look first and only overwrite failures. A racing insert of the same id
-        # (two clusters) shows up as IntegrityError and is retried row by row.
-        try:
-            try:
-                self._write(rows)
-            except IntegrityError:
-                for row in rows:  # the second look sees the racing row and updates it
-                    self._write([row])
-        except SQLAlchemyError as exc:
-            raise self._error(exc, "save results") from exc
-
     def prune_after(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Keep the newest ``save_limit`` successes, once ``rows`` (just saved) hold one."""
         if self.config.save_limit > 0 and any(row["success"] for row in rows):
             self.prune(self.config.save_limit)
 
-    def _write(self, rows: list[dict[str, Any]]) -> None:
-        by_id = {row["id"]: row for row in rows}
-        engine = self.engine
-        if engine.dialect.name == "postgresql" and len(by_id) > 1:
-            columns = [c.name for c in TaskRow.__table__.c]
-            arrays = {name: [row[name] for row in by_id.values()] for name in columns}
-            with writing(engine) as conn:
-                conn.execute(_pg_batch_upsert(), arrays)
-            return
-        upsert = _upsert_statement(engine.dialect.name)
-        if upsert is not None and direct_sqlite(engine):
-            direct_write(engine, upsert, list(by_id.values()))
-            return
-        if upsert is not None:
-            with writing(engine) as conn:
-                conn.execute(upsert, list(by_id.values()))
-            return
-        with writing(engine) as conn:
-            found = conn.execute(select(TaskRow.id, TaskRow.success).where(TaskRow.id.in_(by_id)))
-            stored = dict(found.all())
-            new = [row for key, row in by_id.items() if key not in stored]
-            if new:
-                conn.execute(insert(TaskRow), new)
-            for key, success in stored.items():
-                if success:
-                    continue
-                row = by_id[key]
-                conn.execute(
-                    update(TaskRow)
-                    .where(TaskRow.id == key, TaskRow.success.is_(False))
-                    .values({k: v for k, v in row.items() if k != "id"})
-                )
-
     def prune(self, keep: int) -> int:
         """Delete the oldest successes beyond the newest ``keep``; return how many went."""
-        try:
-            if direct_sqlite(self.engine):
-                return direct_write(self.engine, _sqlite_prune(), [{"keep": keep}])
-            with writing(self.engine) as conn:
-                count = conn.scalar(select(func.count()).where(TaskRow.success.is_(True)))
-                excess = (count or 0) - keep
-                if excess <= 0:
-                    return 0
-                old = conn.scalars(
-                    select(TaskRow.id)
-                    .where(TaskRow.success.is_(True))
-                    .order_by(TaskRow.stopped, TaskRow.id)
-                    .limit(excess)
-                ).all()
-                for start in range(0, len(old), _PRUNE_CHUNK):
-                    chunk = old[start : start + _PRUNE_CHUNK]
-                    conn.execute(delete(TaskRow).where(TaskRow.id.in_(chunk)))
-                return len(old)
-        except SQLAlchemyError as exc:
-            raise self._error(exc, "prune old results") from exc
+        if self.lite_file is not None:
+            return self.lite_file.prune_tasks(keep)
+        return int(self._sql.prune(self.url, keep))
 
     # -- reading -------------------------------------------------------------
-
-    def _tasks(self, stmt: Any, params: dict[str, Any] | None = None) -> list[Task]:
-        try:
-            with self.engine.connect() as conn:
-                return [task_from_values(row._mapping) for row in conn.execute(stmt, params)]
-        except SQLAlchemyError as exc:
-            raise self._error(exc, "read tasks") from exc
 
     def get(self, task_id: str) -> Task | None:
         """The task with this id, or else the newest with this name."""
         # One query for both look-ups: a waiter probes this while the task is still
         # running, and a miss by id would otherwise cost a second round trip.
-        try:
-            engine = self.engine
-            if direct_sqlite(engine):
-                rows = direct_read(engine, _GET_TASK, {"key": task_id})
-                return task_from_values(rows[0]) if rows else None
-        except SQLAlchemyError as exc:
-            raise self._error(exc, "read tasks") from exc
-        tasks = self._tasks(_GET_TASK, {"key": task_id})
-        return tasks[0] if tasks else None
-
-    def _group_filter(self, group_id: str, failures: bool) -> list[Any]:
-        where = [TaskRow.group == group_id]
-        if not failures:
-            where.append(TaskRow.success.is_(True))
-        return where
+        if self.lite_file is not None:
+            row = self.lite_file.get_task(task_id)
+        else:
+            row = self._sql.get_task(self.url, task_id)
+        return None if row is None else task_from_values(row)
 
     def group_tasks(self, group_id: str, failures: bool = True) -> list[Task]:
-        stmt = (
-            select(TaskRow.__table__)
-            .where(*self._group_filter(group_id, failures))
-            .order_by(*_GROUP_COLUMNS)
-        )
-        return self._tasks(stmt)
+        return [task_from_values(r) for r in self._sql.group_rows(self.url, group_id, failures)]
 
     def group_results(self, group_id: str, failures: bool = False) -> list[Any]:
-        stmt = (
-            select(TaskRow.result)
-            .where(*self._group_filter(group_id, failures))
-            .order_by(*_GROUP_COLUMNS)
-        )
-        try:
-            with self.engine.connect() as conn:
-                return [loads(blob) for blob in conn.scalars(stmt)]
-        except SQLAlchemyError as exc:
-            raise self._error(exc, "read group results") from exc
+        return [loads(b) for b in self._sql.group_result_blobs(self.url, group_id, failures)]
 
     def group_count(self, group_id: str, failures: bool = False) -> int:
         """Finished tasks in the group; with ``failures`` only the failed ones (the spec's rule)."""
-        where = [TaskRow.group == group_id]
-        if failures:
-            where.append(TaskRow.success.is_(False))
-        try:
-            with self.engine.connect() as conn:
-                return int(conn.scalar(select(func.count()).where(*where)) or 0)
-        except SQLAlchemyError as exc:
-            raise self._error(exc, "count a group") from exc
+        return int(self._sql.group_count(self.url, group_id, failures))
 
     def delete_group(self, group_id: str, tasks: bool = False) -> int:
         """Remove the group label, or with ``tasks`` the group's tasks; return how many."""
-        stmt: Any = delete(TaskRow) if tasks else update(TaskRow).values(group=None)
-        try:
-            with writing(self.engine) as conn:
-                return int(conn.execute(stmt.where(TaskRow.group == group_id)).rowcount)
-        except SQLAlchemyError as exc:
-            raise self._error(exc, "delete a group") from exc
+        return int(self._sql.delete_group(self.url, group_id, tasks))
 
     def delete_task(self, task_id: str) -> bool:
-        try:
-            with writing(self.engine) as conn:
-                return bool(conn.execute(delete(TaskRow).where(TaskRow.id == task_id)).rowcount)
-        except SQLAlchemyError as exc:
-            raise self._error(exc, "delete a task") from exc
+        return bool(self._sql.delete_task(self.url, task_id))
 
     def list_tasks(
         self,
@@ -465,27 +272,13 @@ class ResultStore:
         offset: int = 0,
     ) -> list[Task]:
         """Newest first, optionally filtered; for monitors and scripts."""
-        stmt = select(TaskRow.__table__)
-        if success is not None:
-            stmt = stmt.where(TaskRow.success.is_(success))
-        if group is not None:
-            stmt = stmt.where(TaskRow.group == group)
-        if func is not None:
-            stmt = stmt.where(TaskRow.func == func)
-        stmt = stmt.order_by(TaskRow.stopped.desc(), TaskRow.id).limit(limit).offset(offset)
-        return self._tasks(stmt)
+        found = self._sql.list_rows(
+            self.url, success=success, group=group, func_=func, limit=limit, offset=offset
+        )
+        return [task_from_values(row) for row in found]
 
     def count(self, *, success: bool | None = None, since: datetime | None = None) -> int:
-        stmt = select(func.count()).select_from(TaskRow)
-        if success is not None:
-            stmt = stmt.where(TaskRow.success.is_(success))
-        if since is not None:
-            stmt = stmt.where(TaskRow.stopped >= since)
-        try:
-            with self.engine.connect() as conn:
-                return int(conn.scalar(stmt) or 0)
-        except SQLAlchemyError as exc:
-            raise self._error(exc, "count tasks") from exc
+        return int(self._sql.count(self.url, success=success, since=since))
 
     # -- cached results --------------------------------------------------------
 
@@ -538,20 +331,6 @@ def embedded_secret(url: str, candidate: str) -> str:
     Only for the zero-configuration default: anyone who can read the file
     can read the key, which is acceptable for one machine and nothing else.
     """
-    engine = get_engine(url)
-    with engine.connect() as conn:
-        kept = conn.scalar(select(MetaRow.value).where(MetaRow.key == "secret_key"))
-    if kept:
-        return str(kept)
-    try:
-        with writing(engine) as conn:
-            conn.execute(insert(MetaRow), {"key": "secret_key", "value": candidate})
-        log.warning(
-            "no secret_key configured: generated one and kept it in %s; "
-            "set secret_key before using any broker other than this local file",
-            mask_url(url),
-        )
-        return candidate
-    except IntegrityError:  # another process stored one first: use theirs
-        with engine.connect() as conn:
-            return str(conn.scalar(select(MetaRow.value).where(MetaRow.key == "secret_key")))
+    from .store_sql import embedded_secret as kept_or_stored
+
+    return kept_or_stored(url, candidate)

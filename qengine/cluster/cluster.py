@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from .. import db, lifecycle
+from .. import lifecycle, lite
 from ..brokers.base import Broker
 from ..chains import continue_chain
 from ..config import Config
@@ -35,7 +35,7 @@ from ..status import Stat
 from ..store import ResultStore
 
 if TYPE_CHECKING:
-    from ..db import Checkpointer
+    from ..lite import Checkpointer
 from ..task import Outcome
 from .forking import can_fork_helpers, fork_helpers
 from .guard import Guard
@@ -280,7 +280,7 @@ class Cluster:
         share those pages instead of importing them again each.
         """
         lifecycle.close_thread_connections()  # a fork must not copy a database session
-        db.close_idle_connections()
+        lite.close_engine_connections()
         fork_helpers(preload=WORKER_MODULES)
 
     def _new_monitor(self) -> Monitor:

@@ -7,16 +7,16 @@ import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection
-
 from .. import lifecycle
 from ..api import prepare
-from ..schedules import Schedule, claim_due, seconds_until_due, slot_task_id
 from ..task import new_id
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from ..brokers.base import Broker
     from ..config import Config
+    from ..schedules import Schedule
     from ..signing import Signer
     from ..store import ResultStore
 
@@ -76,10 +76,29 @@ class Scheduler:
     def tick(self, now: datetime) -> float:
         """Run what is due at ``now``; return how long to sleep before looking again."""
         config = self.config
-        engine = self.store.engine
-        claim_due(engine, now, config.name, self._enqueue, catch_up=config.catch_up, tz=config.zone)
-        due_in = seconds_until_due(engine, datetime.now(UTC), config.name)
+        due_in = self._due_in(now)
+        if due_in == 0:
+            # Claims need SQLAlchemy (a transaction per slot): loaded once something is due.
+            from ..schedules import claim_due
+
+            claim_due(
+                self.store.engine, now, config.name, self._enqueue,
+                catch_up=config.catch_up, tz=config.zone,
+            )  # fmt: skip
+            due_in = self._due_in(datetime.now(UTC))
         return LOOK_AGAIN_S if due_in is None else min(max(due_in, 0.01), LOOK_AGAIN_S)
+
+    def _due_in(self, now: datetime) -> float | None:
+        """Seconds until this cluster's next schedule is due (0 if one is), None if it has
+        none: on the store's own SQLite file without SQLAlchemy, so that a cluster with
+        nothing due never loads it."""
+        file = self.store.lite_file
+        if file is None:
+            from ..schedules import seconds_until_due
+
+            return seconds_until_due(self.store.engine, now, self.config.name)
+        soonest = file.next_due(self.config.name)
+        return None if soonest is None else max(0.0, (soonest - now).total_seconds())
 
     def _enqueue(
         self, schedule: Schedule, *, group: str, conn: Connection, slot: datetime
@@ -92,6 +111,8 @@ class Scheduler:
         if schedule.hook:
             options.setdefault("hook", schedule.hook)
         options["sync"] = False  # a schedule's task always goes through the broker
+        from ..schedules import slot_task_id
+
         # One id per run of a schedule: if the claim's commit fails after a broker outside its
         # transaction took the task, the retried claim's enqueue is recognised, not run twice.
         ident = (slot_task_id(config.name, schedule.id, slot), new_id()[1])

@@ -7,11 +7,14 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import psutil
 import pytest
 
+import qengine
 from qengine import async_task, result
+from qengine.store import ResultStore
 from tests.processes import ROOT, ClusterProcess
 
 from .conftest import cluster_env
@@ -202,3 +205,33 @@ def test_a_spawned_worker_watches_its_parent_the_cluster(tmp_path):
         unwatched.kill()
     watched = orphan("watch")
     wait_until(lambda: ended(watched), timeout=15)
+
+
+def _loads_sqlalchemy(pid: int) -> bool:
+    """Whether the process mapped one of SQLAlchemy's compiled modules (it imports several)."""
+    with open(f"/proc/{pid}/maps") as maps:
+        return "/sqlalchemy/" in maps.read()
+
+
+@pytest.mark.redis
+def test_a_cluster_on_redis_and_a_sqlite_store_never_loads_sqlalchemy(
+    redis_url, cluster_name, tmp_path, start_cluster
+):
+    """13 MB of every such cluster: its store statements run on the driver (``qengine.lite``)."""
+    import sqlalchemy
+
+    if not list(Path(sqlalchemy.__file__).parent.rglob("*.so")):
+        pytest.skip("this SQLAlchemy has no compiled modules to find in a process's maps")
+    store = f"sqlite:///{tmp_path}/fresh.sqlite3"  # a fresh file: its tables made by a child
+    qengine.configure(
+        name=cluster_name, broker=redis_url, store=store, secret_key="lite", workers=2,
+        save_limit=3, guard_cycle=0.2,
+    )  # fmt: skip
+    cluster = start_cluster()
+    # One at a time: a waiter is told of a result before its batch's prune runs.
+    got = [result(async_task("math.floor", i + 0.5), wait=10_000) for i in range(8)]
+    assert got == list(range(8))
+    store = ResultStore(qengine.get_config())
+    wait_until(lambda: store.count(success=True) == 3)  # pruned to save_limit
+    assert not _loads_sqlalchemy(cluster.pid)
+    assert cluster.stop() == 0

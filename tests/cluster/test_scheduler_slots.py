@@ -10,9 +10,9 @@ import pytest
 
 import qengine
 from qengine.brokers import make_broker
-from qengine.cluster.scheduler import Scheduler, slot_task_id
+from qengine.cluster.scheduler import Scheduler
 from qengine.runtime import get_signer, get_store
-from qengine.schedules import Schedule, schedule
+from qengine.schedules import Schedule, schedule, slot_task_id
 
 pytestmark = pytest.mark.redis
 

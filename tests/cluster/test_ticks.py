@@ -20,13 +20,13 @@ from qengine.brokers.base import Delivery
 from qengine.cluster.monitor import Monitor
 from qengine.cluster.pool import HandBack
 from qengine.cluster.pusher import Pusher
-from qengine.cluster.scheduler import LOOK_AGAIN_S, Scheduler, slot_task_id
+from qengine.cluster.scheduler import LOOK_AGAIN_S, Scheduler
 from qengine.cluster.state import Counters, Held, Holdings, task_timeout
 from qengine.config import Config
 from qengine.errors import BrokerError
 from qengine.outcomes import failed_outcome
 from qengine.runtime import get_store
-from qengine.schedules import Schedule, schedule
+from qengine.schedules import Schedule, schedule, slot_task_id
 from qengine.signing import Signer
 from qengine.store import dumps
 from qengine.task import TaskMessage, new_id

@@ -189,19 +189,17 @@ def _sqlite_rows(url: str) -> list[tuple]:
         return conn.execute("SELECT * FROM q_task ORDER BY id").fetchall()
 
 
-def test_the_sqlite_fast_path_stores_and_reads_what_sqlalchemy_does(tmp_path, monkeypatch):
-    """Our own SQLite engines save and look up on the driver connection (``direct_write``);
-    the rows it writes and the tasks it reads must be those of the SQLAlchemy path."""
-    from qengine import store as store_module
-
+def test_the_sqlite_fast_path_stores_and_reads_what_sqlalchemy_does(tmp_path):
+    """Our own SQLite files save and look up on the driver (``qengine.lite``); the rows it
+    writes and the tasks it reads must be those of the SQLAlchemy path."""
     stopped = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
     made = {}
     for fast in (True, False):
         url = f"sqlite:///{tmp_path}/{fast}.sqlite3"
         store = ResultStore(Config(store=url, save_limit=0))
-        assert store_module.direct_sqlite(store.engine)
+        assert store.lite_file is not None
         if not fast:
-            monkeypatch.setattr(store_module, "direct_sqlite", lambda engine: False)
+            store.lite_file = None
         outcomes = [
             outcome({"n": 1}, task_id="a" * 32, stopped=stopped, group="g"),
             outcome(ValueError("x"), success=False, task_id="b" * 32, stopped=stopped),
@@ -211,7 +209,6 @@ def test_the_sqlite_fast_path_stores_and_reads_what_sqlalchemy_does(tmp_path, mo
         store.save_outcomes([outcome(3, task_id="a" * 32, stopped=stopped)])  # kept: 1
         tasks = [store.get("a" * 32), store.get("b" * 32), store.get("name-bbbbbb")]
         made[fast] = (_sqlite_rows(url), [repr(t) for t in tasks], [t.result for t in tasks])
-        monkeypatch.undo()
     assert made[True] == made[False]
     assert made[True][2] == [{"n": 1}, 2, 2]
 
@@ -240,7 +237,7 @@ def test_a_cluster_store_on_sqlite_is_checkpointed_by_a_thread_not_by_its_commit
     import os
     import time
 
-    from qengine import db
+    from qengine import lite
 
     path = tmp_path / "store.sqlite3"
     store = ResultStore(Config(store=f"sqlite:///{path}", save_limit=0))
@@ -249,12 +246,15 @@ def test_a_cluster_store_on_sqlite_is_checkpointed_by_a_thread_not_by_its_commit
     assert checkpointer is not None
     assert checkpointer.thread.is_alive()
     try:
-        pooled = store.engine.raw_connection()
+        with store.lite_file.connection() as conn:
+            pages = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        assert pages == lite.FALLBACK_CHECKPOINT_PAGES  # commits no longer checkpoint at 1,000
+        pooled = store.engine.raw_connection()  # SQLAlchemy's connections leave it too
         try:
             pages = pooled.driver_connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
         finally:
             pooled.close()
-        assert pages == db.FALLBACK_CHECKPOINT_PAGES  # commits no longer checkpoint at 1,000
+        assert pages == lite.FALLBACK_CHECKPOINT_PAGES
         before = os.path.getsize(path)
         for start in range(0, 400, 50):
             store.save_outcomes([outcome(b"x" * 4000) for _ in range(start, start + 50)])
