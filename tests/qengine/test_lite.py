@@ -134,6 +134,14 @@ def test_failures_are_store_errors_naming_the_file(tmp_path):
         store.get("x")
 
 
+def _python(script: str) -> subprocess.CompletedProcess[str]:
+    """``script`` in a fresh interpreter: this one has SQLAlchemy loaded already."""
+    return subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+
+
 def test_a_process_on_these_statements_alone_never_loads_sqlalchemy(tmp_path):
     """Fresh file (tables made by a child), save, prune, look up, checkpoint, next due."""
     url = f"sqlite:///{tmp_path}/fresh.sqlite3"
@@ -169,14 +177,7 @@ def test_a_process_on_these_statements_alone_never_loads_sqlalchemy(tmp_path):
         assert not loaded, loaded
         print("ok")
     """)
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _python(script)
     assert done.stdout.strip() == "ok", done.stderr
     with sqlite3.connect(tmp_path / "fresh.sqlite3") as conn:
         names = conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
@@ -202,13 +203,6 @@ def test_tables_the_child_cannot_make_fail_as_a_store_error(tmp_path):
             print(exc)
         assert "sqlalchemy" not in sys.modules
     """)
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _python(script)
     assert "odd.sqlite3 failed to create its tables: " in done.stdout, done.stderr
     assert "ix_q_task_name already exists" in done.stdout
