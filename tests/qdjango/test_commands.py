@@ -155,10 +155,17 @@ def test_qmonitor_opens_the_textual_monitor_on_the_projects_configuration() -> N
 
 
 def test_qmemory_refreshes_until_interrupted() -> None:
-    with subprocess.Popen(
-        [sys.executable, "-m", "django", "qmemory", "--interval", "0.1"],
-        cwd=ROOT, env=django_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    ) as process:  # fmt: skip
+    # As at a terminal: a run started in the background (``cmd &``) ignores SIGINT, a child
+    # inherits that, and Python keeps an ignored SIGINT ignored; a handler is not inherited.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        started = subprocess.Popen(
+            [sys.executable, "-m", "django", "qmemory", "--interval", "0.1"],
+            cwd=ROOT, env=django_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    with started as process:
         try:
             assert process.stdout is not None
             headers = 0
