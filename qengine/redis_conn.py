@@ -134,7 +134,10 @@ class HotLane:
     and one acknowledgement: for commands that small, redis-py's pool
     check-out and check-in (a lock, a health check, telemetry hooks) and its
     retry wrapper cost more than sending and parsing the command (an XADD:
-    66 µs of CPU through ``Redis.xadd``, 26 µs here). Connections are made
+    66 µs of CPU through ``Redis.xadd``, 26 µs here). With hiredis a command
+    is packed by ``hiredis.pack_command`` in C, not by redis-py's packer in
+    Python (0.4 against 4.5 µs for an XADD; 6-9 µs less a call once the
+    socket's share is counted). Connections are made
     from the client's pool's own class and settings and kept in a list
     (``pop`` and ``append`` are atomic, so threads need no lock); each is
     used by one caller at a time and left only once its reply is read, so no
@@ -157,6 +160,7 @@ class HotLane:
         )  # fmt: skip
         self._spare: list[Any] = []
         self._pid = os.getpid()
+        self._pack = _c_packer(pool) if self._pool is not None else None
 
     def __call__(self, *args: Any) -> Any:
         """Send one command, return its raw reply; raises redis-py's errors, like the client."""
@@ -170,7 +174,10 @@ class HotLane:
         except IndexError:
             connection = pool.connection_class(**pool.connection_kwargs)
         try:
-            connection.send_command(*args)
+            if self._pack is None:
+                connection.send_command(*args)
+            else:
+                connection.send_packed_command((self._pack(args),))
             reply = connection.read_response()
         except ResponseError:
             self._keep(connection)  # an error reply was read whole: the connection is fine
@@ -203,6 +210,20 @@ class HotLane:
         spare, self._spare = self._spare, []
         for connection in spare:
             connection.disconnect()
+
+
+def _c_packer(pool: redis.ConnectionPool) -> Callable[[tuple[Any, ...]], bytes] | None:
+    """hiredis's packer, where it packs as this pool's connections would; else None.
+
+    hiredis writes text as UTF-8: a client configured with another encoding
+    keeps redis-py's own packer, which honours it.
+    """
+    try:
+        import hiredis
+    except ImportError:
+        return None
+    encoding = str(pool.connection_kwargs.get("encoding", "utf-8")).lower().replace("_", "-")
+    return hiredis.pack_command if encoding in ("utf-8", "utf8") else None
 
 
 def describe_pool(pool: redis.ConnectionPool) -> str:

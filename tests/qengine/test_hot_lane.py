@@ -127,3 +127,34 @@ def test_other_pool_kinds_go_through_the_client(redis_url, key):
         client.delete(key)
         client.close()
         pool.disconnect()
+
+
+def test_commands_are_packed_by_hiredis_as_redis_py_would(lane, key):
+    assert lane._pack is not None  # hiredis comes with qengine (redis[hiredis])
+    args = ("XADD", key, "*", "p", b"\x00\xff package", 7, "naïve")
+    connection = lane.client.connection_pool.connection_class(
+        **lane.client.connection_pool.connection_kwargs
+    )
+    assert lane._pack(args) == b"".join(connection.pack_command(*args))
+    lane(*args)
+    [(_, fields)] = lane.client.xrange(key)
+    assert fields == {b"p": b"\x00\xff package", b"7": "naïve".encode()}
+
+
+def test_without_hiredis_commands_go_through_redis_py_packer(lane, key):
+    lane._pack = None  # as on a machine without hiredis
+    assert lane("SET", key, "naïve") == b"OK"
+    assert lane("GET", key) == "naïve".encode()
+
+
+def test_a_client_with_another_encoding_keeps_redis_py_packer(redis_url, key):
+    client = redis.Redis.from_url(redis_url, encoding="latin-1")
+    lane = HotLane(client)
+    try:
+        assert lane._pack is None
+        assert lane("SET", key, "naïve") == b"OK"
+        assert client.get(key) == "naïve".encode("latin-1")
+    finally:
+        lane.close()
+        client.delete(key)
+        client.close()
