@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -206,3 +207,60 @@ def test_tables_the_child_cannot_make_fail_as_a_store_error(tmp_path):
     done = _python(script)
     assert "odd.sqlite3 failed to create its tables: " in done.stdout, done.stderr
     assert "ix_q_task_name already exists" in done.stdout
+
+
+def _long_log(tmp_path, name: str) -> lite.LiteFile:
+    """A file whose write-ahead log holds more than ``TRUNCATE_FROM_PAGES`` pages."""
+    file = lite.LiteFile(f"sqlite:///{tmp_path}/{name}", str(tmp_path / name))
+    with file.connection() as conn:
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # nothing shortens the log meanwhile
+        conn.execute("CREATE TABLE t (v BLOB)")
+        for _ in range(lite.TRUNCATE_FROM_PAGES // 8 + 50):
+            conn.execute("INSERT INTO t VALUES (?)", (b"x" * 8 * 4096,))
+        conn.execute("PRAGMA wal_autocheckpoint=1000")
+    assert (tmp_path / f"{name}-wal").stat().st_size > lite.TRUNCATE_FROM_PAGES * 4096
+    return file
+
+
+def test_a_long_write_ahead_log_is_emptied_by_the_checkpointer(tmp_path):
+    file = _long_log(tmp_path, "long.sqlite3")
+    try:
+        lite.Checkpointer(file).checkpoint()
+        assert (tmp_path / "long.sqlite3-wal").stat().st_size == 0
+        with file.connection() as conn:
+            assert conn.execute("SELECT count(*) FROM t").fetchone()[0] > 0
+            assert conn.execute("PRAGMA journal_size_limit").fetchone()[0] == lite.WAL_LIMIT_BYTES
+    finally:
+        file.close_idle()
+
+
+def test_a_reader_in_the_way_never_stalls_the_checkpointer(tmp_path):
+    file = _long_log(tmp_path, "held.sqlite3")
+    reader = sqlite3.connect(tmp_path / "held.sqlite3", isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM t").fetchone()  # holds a snapshot in the log
+        with file.connection() as conn:
+            conn.execute("INSERT INTO t VALUES (x'00')")  # a frame the reader cannot see
+        began = time.monotonic()
+        lite.Checkpointer(file).checkpoint()
+        assert time.monotonic() - began < 2  # not busy_timeout's 30 s
+        assert (tmp_path / "held.sqlite3-wal").stat().st_size > 0
+        reader.execute("COMMIT")
+        lite.Checkpointer(file).checkpoint()  # the next round, with the reader gone
+        assert (tmp_path / "held.sqlite3-wal").stat().st_size == 0
+    finally:
+        reader.close()
+        file.close_idle()
+
+
+def test_sqlalchemy_connections_to_an_own_file_cap_the_log_too(tmp_path):
+    from qengine.db import get_engine
+
+    engine = get_engine(f"sqlite:///{tmp_path}/sa.sqlite3")
+    try:
+        with engine.connect() as conn:
+            limit = conn.exec_driver_sql("PRAGMA journal_size_limit").scalar()
+        assert limit == lite.WAL_LIMIT_BYTES
+    finally:
+        engine.dispose()
