@@ -14,7 +14,7 @@ This is a profiler's view, not a benchmark: the wrappers cost a few
 microseconds each. ``bench/peers/run.py`` and ``bench/floor.py`` give the
 figures to compare.
 
-Usage: ``.venv/bin/python bench/roundtrip.py [-n 300]``
+Usage: ``.venv/bin/python bench/roundtrip.py [-n 300] [--load 20000]``
 """
 
 from __future__ import annotations
@@ -85,6 +85,8 @@ def trace_cluster(out: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=300, help="round trips measured (after 20 more)")
+    parser.add_argument("--load", type=int, default=0,
+                        help="tasks run through the cluster first (the peers' rt follows 20,000)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     import qengine
@@ -113,6 +115,12 @@ def main() -> None:
         while qengine.result(qengine.async_task("bench.roundtrip.stamp"), wait=1000) is None:
             if time.monotonic() > deadline:
                 raise SystemExit("the cluster did not answer within 60 s")
+        if args.load:
+            last, call = "", ("bench.roundtrip.stamp", ())
+            for start in range(0, args.load, 1000):
+                last = qengine.async_tasks([call] * min(1000, args.load - start))[-1]
+            if qengine.result(last, wait=600_000) is None:
+                raise SystemExit(f"the load of {args.load} tasks did not finish within 600 s")
         for i in range(args.n + 20):
             _marks.clear() if i == 20 else None
             began = time.time()
