@@ -278,9 +278,8 @@ def _sqlite_engine(url: str) -> Engine:
         if not memory:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        if not memory:
             cursor.execute(f"PRAGMA journal_size_limit={lite.WAL_LIMIT_BYTES}")
+        cursor.execute("PRAGMA busy_timeout=30000")
         if not memory and lite.is_checkpointed(parsed.database):  # type: ignore[arg-type]
             cursor.execute(f"PRAGMA wal_autocheckpoint={lite.FALLBACK_CHECKPOINT_PAGES}")
         cursor.close()
