@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 REDIS_URL = os.environ.get("QENGINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 _marks: list[tuple[str, float]] = []
+CHECKPOINT_BEGAN, CHECKPOINT_ENDED = "checkpoint began", "checkpoint ended"
+VARIANT_ENV = "ROUNDTRIP_VARIANT"
 
 
 def stamp() -> float:
@@ -61,7 +63,7 @@ def trace_cluster(out: str) -> None:
     """Wrap the cluster's steps, run the cluster, write the marks to ``out`` when it stops."""
     import atexit
 
-    from qengine import notify, store
+    from qengine import lite, notify, store
     from qengine.brokers import redis as redis_broker
     from qengine.cluster import monitor, workers
 
@@ -72,6 +74,8 @@ def trace_cluster(out: str) -> None:
     _wrap(store.ResultStore, "save_outcomes", before="save starts", after="saved")
     _wrap(notify.Notifier, "notify", after="notified")
     _wrap(redis_broker.RedisBroker, "acknowledge_many", after="acknowledged")
+    _wrap(lite.Checkpointer, "checkpoint", before=CHECKPOINT_BEGAN, after=CHECKPOINT_ENDED)
+    exec(os.environ.get(VARIANT_ENV, ""), {"lite": lite})
 
     def dump() -> None:
         Path(out).write_text(json.dumps(_marks))
@@ -85,8 +89,18 @@ def trace_cluster(out: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=300, help="round trips measured (after 20 more)")
-    parser.add_argument("--load", type=int, default=0,
-                        help="tasks run through the cluster first (the peers' rt follows 20,000)")
+    parser.add_argument(
+        "--load",
+        type=int,
+        default=0,
+        help="tasks run through the cluster first (the peers' rt follows 20,000)",
+    )
+    parser.add_argument(
+        "--variant",
+        default="",
+        help="Python run in the cluster before it starts, with `lite` imported, "
+        "to try a change: e.g. 'lite.QUIET_S = 0'",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     import qengine
@@ -102,7 +116,7 @@ def main() -> None:
         "QENGINE_NAME": f"rt{os.getpid()}",
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith(("QENGINE_", "DJANGO_"))}
-    env.update(keys, PYTHONPATH=str(ROOT))
+    env.update(keys, PYTHONPATH=str(ROOT), **{VARIANT_ENV: args.variant})
     marks_file = work / "cluster.json"
     code = f"from bench.roundtrip import trace_cluster; trace_cluster({str(marks_file)!r})"
     cluster = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT)
@@ -140,8 +154,26 @@ def main() -> None:
     _report(trips, marks)
 
 
+def _checkpoints(marks: list[tuple[str, float]]) -> list[tuple[float, float]]:
+    """The background checkpoints' (start, end) times, taken out of ``marks``."""
+    spans, began = [], None
+    for name, at in marks:
+        if name == CHECKPOINT_BEGAN:
+            began = at
+        elif name == CHECKPOINT_ENDED and began is not None:
+            spans.append((began, at))
+            began = None
+    marks[:] = [m for m in marks if m[0] not in (CHECKPOINT_BEGAN, CHECKPOINT_ENDED)]
+    return spans
+
+
+def _overlap_ms(began: float, ended: float, spans: list[tuple[float, float]]) -> float:
+    return sum(max(0.0, min(ended, e) - max(began, b)) for b, e in spans) * 1000
+
+
 def _report(trips: list[tuple[float, float]], marks: list[tuple[str, float]]) -> None:
     marks.sort(key=lambda m: m[1])
+    spans = _checkpoints(marks)
     gaps: dict[str, list[float]] = {}
     order: list[str] = []
     totals = []
@@ -166,13 +198,27 @@ def _report(trips: list[tuple[float, float]], marks: list[tuple[str, float]]) ->
             previous = at
         totals.append((ended - began) * 1000)
         step = max(trip, key=trip.__getitem__, default="?")
-        worst_steps.append((totals[-1], began - trips[0][0], step, trip.get(step, 0.0)))
+        worst_steps.append((totals[-1], began - trips[0][0], step, trip.get(step, 0.0),
+                            _overlap_ms(began, ended, spans)))  # fmt: skip
     ordered = sorted(totals)
     p99 = ordered[int(len(ordered) * 0.99) - 1]
     print(f"{len(trips)} round trips, p50 {statistics.median(totals):.3f} ms, p99 {p99:.3f} ms")
-    print("the slowest 1%: total ms, seconds into the run, and the step that took longest")
-    for total, at, step, gap in sorted(worst_steps, reverse=True)[: max(1, len(trips) // 100)]:
-        print(f"  {total:8.3f} ms at {at:7.3f} s: {step} {gap:.3f} ms")
+    print(
+        "the slowest 1%: total ms, seconds into the run, the step that took longest,"
+        " and how long a background checkpoint ran meanwhile"
+    )
+    for total, at, step, gap, cp in sorted(worst_steps, reverse=True)[: max(1, len(trips) // 100)]:
+        print(f"  {total:8.3f} ms at {at:7.3f} s: {step} {gap:.3f} ms; checkpoint {cp:.3f} ms")
+    met = [w[0] for w in worst_steps if w[4] > 0]
+    rest = [w[0] for w in worst_steps if w[4] == 0]
+    if spans and met and rest:
+        took = sorted((e - b) * 1000 for b, e in spans)
+        print(
+            f"{len(spans)} checkpoints, p50 {statistics.median(took):.3f} ms, "
+            f"max {took[-1]:.3f} ms; trips meeting one: {len(met)}, "
+            f"p50 {statistics.median(met):.3f} ms, max {max(met):.3f}; "
+            f"the others p50 {statistics.median(rest):.3f} ms, max {max(rest):.3f}"
+        )
     print(f"{'step (gap since the one before)':<34}{'p50 ms':>9}{'p90 ms':>9}{'seen':>6}")
     for name in order:
         values = sorted(gaps[name])
