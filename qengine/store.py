@@ -303,11 +303,13 @@ class ResultStore:
         return loads(blob)[1] if blob is not None else None
 
     def cached_parts(self, group_id: str) -> list[tuple[int | None, Task]]:
-        """The cached tasks of a group with their iter positions, oldest first."""
+        """The cached tasks of a group with their iter positions, in ``GROUP_ORDER``
+        (enqueue order), as the store lists a group: ``cached`` changes where a group
+        is read from, never the order its results come in."""
         ids = self.cache.members(self.group_key(group_id))
         blobs = self.cache.get_many([self.cache_key(i) for i in ids])
         parts = [loads(b) for b in blobs if b is not None]
-        parts.sort(key=lambda p: (p[1].stopped or datetime.min.replace(tzinfo=UTC), p[1].id))
+        parts.sort(key=lambda p: (p[1].started or datetime.min.replace(tzinfo=UTC), p[1].id))
         return parts
 
     def cached_group(self, group_id: str, failures: bool = True) -> list[Task]:
