@@ -20,8 +20,6 @@ GROUP = [
 ENQUEUE_ORDER = ["a0", "b0", "c0", "d0"]
 
 
-
-
 def finished(task_id: str, enqueued_s: int, stopped_s: int, success: bool) -> Outcome:
     message = TaskMessage(
         id=task_id, name=f"name-{task_id}", func="tests.tasks.add", group="g",
@@ -46,3 +44,16 @@ def test_a_group_is_listed_in_enqueue_order_not_finish_order(store):
     successes = [task_id for task_id in ENQUEUE_ORDER if task_id != "b0"]
     assert [task.id for task in store.group_tasks("g", failures=False)] == successes
     assert store.group_results("g") == successes
+
+
+def test_a_cached_group_is_listed_in_the_same_order(store):
+    # cached=True reads the group from the cache instead: the order must not change.
+    for row in sorted(GROUP, key=lambda row: row[2]):
+        store.save_outcomes([finished(*row)])
+        store.cache_task(store.get(row[0]), timeout=60)
+    try:
+        assert [task.id for task in store.cached_group("g")] == ENQUEUE_ORDER
+        successes = [task_id for task_id in ENQUEUE_ORDER if task_id != "b0"]
+        assert [task.id for task in store.cached_group("g", failures=False)] == successes
+    finally:
+        store.delete_cached_group("g", tasks=True)

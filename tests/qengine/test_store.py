@@ -168,25 +168,6 @@ def test_group_queries(store):
     assert store.count() == 4
 
 
-def test_a_cached_group_is_listed_in_enqueue_order_as_a_stored_one(store):
-    # Enqueued a, b, c; finished c, a, b. Both reads list a, b, c (GROUP_ORDER).
-    base = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-    finished = {"a": 5, "b": 9, "c": 2}
-    outcomes = []
-    for position, (name, seconds) in enumerate(finished.items()):
-        o = outcome(name, group="ordered", stopped=base + timedelta(seconds=seconds))
-        o.message.enqueued = base + timedelta(milliseconds=position)
-        outcomes.append(o)
-    store.save_outcomes(sorted(outcomes, key=lambda o: o.stopped))
-    for task in store.group_tasks("ordered"):
-        store.cache_task(task, timeout=60)
-    try:
-        assert [t.result for t in store.group_tasks("ordered")] == ["a", "b", "c"]
-        assert [t.result for t in store.cached_group("ordered")] == ["a", "b", "c"]
-    finally:
-        store.delete_cached_group("ordered", tasks=True)
-
-
 def test_unreachable_store_raises_a_store_error_without_the_password():
     store = ResultStore(Config(store="postgresql://u:s3cret@127.0.0.1:1/x"))
     with pytest.raises(StoreError) as info:
