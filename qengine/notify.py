@@ -32,7 +32,14 @@ import redis
 
 from .config import Config
 from .errors import BrokerError, SignatureError
-from .redis_conn import HotLane, client_setting, describe_client, redis_client, redis_errors
+from .redis_conn import (
+    HotLane,
+    client_setting,
+    describe_client,
+    redis_client,
+    redis_errors,
+    uses_provided_client,
+)
 from .signing import Signer
 
 __all__ = ["Notifier", "notify_groups_safely", "notify_safely"]
@@ -112,6 +119,7 @@ class Notifier:
 
     def __init__(self, config: Config, signer: Signer) -> None:
         self.client = redis_client(config)
+        self._owns_client = not uses_provided_client(config)  # django_redis lends its own
         self.lane = HotLane(self.client)
         self.where = describe_client(self.client)
         self.setting = client_setting(config)
@@ -119,6 +127,15 @@ class Notifier:
         self.signer = signer
         self.script = self.client.register_script(_NOTIFY)
         self.group_script = self.client.register_script(_NOTIFY_GROUPS)
+
+    def close(self) -> None:
+        """Disconnect now, not when collected: ``configure()`` replaces the notifier, and
+        a process that reconfigures often would otherwise hold a pool per configuration.
+        A client lent by ``django_redis`` stays open: its pool is the project's cache's."""
+        self.lane.close()
+        if self._owns_client:
+            self.client.close()
+            self.client.connection_pool.disconnect()
 
     def _errors(self, action: str) -> AbstractContextManager[None]:
         """Redis errors as ``BrokerUnavailable``/``BrokerError``: this is the broker's Redis."""

@@ -237,7 +237,12 @@ def _notifier(config: Config) -> Notifier | None:
     return Notifier(config, Signer.for_config(config, secret_key(config), purpose="result"))
 
 
-_notifiers: PerConfig[Notifier | None] = PerConfig(_notifier)
+def _close_notifier(notifier: Notifier | None) -> None:
+    if notifier is not None:
+        notifier.close()
+
+
+_notifiers: PerConfig[Notifier | None] = PerConfig(_notifier, _close_notifier)
 
 
 def get_notifier(config: Config | None = None) -> Notifier | None:

@@ -412,6 +412,27 @@ def test_closing_a_broker_leaves_the_shared_pool_connected(django_redis) -> None
         pool.release(connection)
 
 
+@pytest.mark.redis
+def test_a_replaced_notifier_leaves_the_shared_pool_connected(django_redis) -> None:
+    from django_redis import get_redis_connection
+
+    from qengine.runtime import get_notifier, reset
+
+    pool = get_redis_connection("default").connection_pool
+    notifier = get_notifier(get_config())
+    assert notifier is not None
+    assert notifier.client.connection_pool is pool
+    connection = pool.get_connection()
+    try:
+        connection.send_command("CLIENT", "ID")
+        before = connection.read_response()
+        reset()  # closes what the replaced configuration opened: the notifier too
+        connection.send_command("CLIENT", "ID")
+        assert connection.read_response() == before, "the same connection, never dropped"
+    finally:
+        pool.release(connection)
+
+
 def test_django_redis_must_name_a_django_redis_cache(settings) -> None:
     keys = {k: v for k, v in settings.Q_CLUSTER.items() if k != "orm"}
     settings.Q_CLUSTER = {**keys, "django_redis": "missing"}

@@ -266,3 +266,22 @@ def test_an_iter_waiter_wakes_when_the_parts_are_collated(config, redis_client):
     thread.join()
     assert time.monotonic() - started < 0.9
     get_store(config).delete_cached(iter_id)
+
+
+def _connected_ids(redis_client) -> set[int]:
+    return {int(entry["id"]) for entry in redis_client.client_list()}
+
+
+def test_a_replaced_configuration_disconnects_its_notifier(config, redis_client):
+    notifier = get_notifier(config)
+    lane_id = notifier.lane("CLIENT", "ID")  # one of the lane's own connections, kept
+    pool_id = notifier.client.client_id()  # one of the client's pool
+    assert {lane_id, pool_id} <= _connected_ids(redis_client)
+    qengine.configure(
+        broker=config.broker, name=config.name, secret_key="notify-test", store=config.store
+    )
+    for _ in range(100):  # the server drops a closed socket's client a moment later
+        if not {lane_id, pool_id} & _connected_ids(redis_client):
+            break
+        time.sleep(0.01)
+    assert not {lane_id, pool_id} & _connected_ids(redis_client)
