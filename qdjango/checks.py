@@ -95,7 +95,7 @@ def _database_messages(config: Any) -> list[checks.CheckMessage]:
                     f"Django database {alias!r} is SQLite without write-ahead logging and a busy "
                     "timeout: a cluster and the web processes writing to it at once will "
                     "wait on, or fail with, 'database is locked'",
-                    hint=f"Add to DATABASES[{alias!r}]: \"OPTIONS\": {SQLITE_OPTIONS!r}",
+                    hint=f'Add to DATABASES[{alias!r}]: "OPTIONS": {SQLITE_OPTIONS!r}',
                     id="qdjango.W003",
                 )
             )

@@ -116,6 +116,8 @@ _check_recycle = _int_at_least(0, "(0: never recycle)")
 _check_max_attempts = _int_at_least(0, "(0: no limit)")
 _check_cpu_affinity = _int_at_least(0, "(0: no pinning)")
 _check_max_package_size = _int_at_least(1024, unit="a number of bytes")
+
+
 def _none_or_int_at_least_1(none_means: str, unit: str = "an integer") -> Check:
     return _must(
         lambda value: value is None or (_is_int(value) and value >= 1),

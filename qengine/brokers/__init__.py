@@ -181,8 +181,9 @@ register_broker("orm", lambda config: bool(config.orm) and not config.broker, _o
 # broker="mongodb://…" works like mongo="mongodb://…".
 register_broker(
     "mongo",
-    lambda config: config.mongo is not None
-    or config.broker_url.startswith(("mongodb://", "mongodb+srv://")),
+    lambda config: (
+        config.mongo is not None or config.broker_url.startswith(("mongodb://", "mongodb+srv://"))
+    ),
     _mongo,
 )
 register_broker("sqs", lambda config: config.sqs is not None, _sqs)

@@ -100,9 +100,7 @@ class Scheduler:
         soonest = file.next_due(self.config.name)
         return None if soonest is None else max(0.0, (soonest - now).total_seconds())
 
-    def _enqueue(
-        self, schedule: Schedule, *, group: str, conn: Connection, slot: datetime
-    ) -> str:
+    def _enqueue(self, schedule: Schedule, *, group: str, conn: Connection, slot: datetime) -> str:
         config = self.config
         options: dict[str, Any] = dict(schedule.q_options or {})
         # One broker per cluster here: a broker_name always falls back to this cluster's.

@@ -28,16 +28,16 @@ import pytest
 
 from tests.examples.conftest import ROOT
 
-MODELS = '''
+MODELS = """
 from django.db import models
 
 
 class Order(models.Model):
     total = models.IntegerField()
     paid = models.BooleanField(default=False)
-'''
+"""
 
-TASKS = '''
+TASKS = """
 from .models import Order
 
 
@@ -50,9 +50,9 @@ def mark_paid(order_id):
 
 def fail(order_id):
     raise ValueError(f"order {order_id} cannot be paid")
-'''
+"""
 
-TESTS = '''
+TESTS = """
 from django.db import connection, transaction
 from django.test import TestCase, TransactionTestCase
 
@@ -135,7 +135,7 @@ class OrderTransactionTests(Checks, TransactionTestCase):
             task_id = async_task("shop.tasks.mark_paid", order.pk, on_commit=True)
             self.assertIsNone(fetch(task_id))
         self.assertEqual(result(task_id), 9)
-'''
+"""
 
 
 ROUTER = '''
@@ -151,7 +151,7 @@ class TasksRouter:
         return db == ("tasks" if app_label == "qdjango" else "default")
 '''
 
-ROUTED_TESTS = '''
+ROUTED_TESTS = """
 from io import StringIO
 
 from django.core.management import call_command
@@ -186,7 +186,7 @@ class RoutedTests(TestCase):
                 async_task("shop.tasks.mark_paid", Order.objects.create(total=1).pk)
         self.assertIn("'default'", str(caught.exception))
         self.assertIn("migrate", str(caught.exception))
-'''
+"""
 
 
 def _servers() -> dict[str, dict[str, object]]:
@@ -335,7 +335,7 @@ def test_the_projects_own_tests_pass(tmp_path, database, request) -> None:
         assert _test_database_gone(server), f"the test database was left behind:\n{output}"
 
 
-PYTEST_TESTS = '''
+PYTEST_TESTS = """
 import pytest
 
 from qdjango.models import Task
@@ -361,7 +361,7 @@ def test_the_previous_test_rolled_back(db):
 def test_with_a_transactional_database():
     task_id = async_task("shop.tasks.mark_paid", Order.objects.create(total=6).pk)
     assert result(task_id) == 6
-'''
+"""
 
 
 @pytest.mark.parametrize(

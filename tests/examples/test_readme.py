@@ -48,8 +48,8 @@ def block(first_line: str, language: str = "python") -> str:
 RUN_HERE = (
     "import qengine\n\nids = qengine.async_tasks(",
     "import qengine\n\nqengine.configure(secret_key",
-    "qengine.configure(\n    name=\"SQSExample\"",
-    "qengine.configure(\n    name=\"MongoDB\"",
+    'qengine.configure(\n    name="SQSExample"',
+    'qengine.configure(\n    name="MongoDB"',
     "# myapp/brokers.py",
     "qengine.configure(\n    broker_class=",
     "# qengine_memory/__init__.py",
@@ -59,12 +59,12 @@ RUN_HERE = (
     "# qengine_slack/__init__.py",
 )
 RUN_IN_DJANGO = (
-    "Q_CLUSTER = {\n    \"error_reporter\"",  # settings: the project tests set such keys
+    'Q_CLUSTER = {\n    "error_reporter"',  # settings: the project tests set such keys
     "# settings.py",
     "from qdjango.tasks import (",
-    "task_id = async_task(\n    \"django.core.mail.send_mail\"",
+    'task_id = async_task(\n    "django.core.mail.send_mail"',
     "from django.contrib import admin",
-    "  DATABASES[\"default\"][\"OPTIONS\"]",  # MariaDB's options, in the project tests
+    '  DATABASES["default"]["OPTIONS"]',  # MariaDB's options, in the project tests
 )
 
 
@@ -129,13 +129,17 @@ def test_a_broker_class_of_ones_own_is_used(tmp_path, redis_url) -> None:
     (tmp_path / "myapp").mkdir()
     (tmp_path / "myapp" / "__init__.py").write_text("")
     (tmp_path / "myapp" / "brokers.py").write_text(block("# myapp/brokers.py"))
-    code = "import qengine\n" + block("qengine.configure(\n    broker_class=") + textwrap.dedent(
-        """
+    code = (
+        "import qengine\n"
+        + block("qengine.configure(\n    broker_class=")
+        + textwrap.dedent(
+            """
         from myapp.brokers import MyQueueBroker
         broker = qengine.get_broker()
         print(type(broker).__name__, broker.ping())
         print(isinstance(MyQueueBroker(qengine.get_config()), qengine.Broker))
         """
+        )
     )
     assert run(code, tmp_path).split() == ["LoggingRedisBroker", "True", "True"]
 
@@ -180,11 +184,15 @@ def test_the_schedules_example_runs(tmp_path) -> None:
 
 
 def test_the_error_reporter_examples_run(tmp_path) -> None:
-    code = "import qengine\n" + block("qengine.configure(\n    error_reporter=") + textwrap.dedent(
-        """
+    code = (
+        "import qengine\n"
+        + block("qengine.configure(\n    error_reporter=")
+        + textwrap.dedent(
+            """
         from qengine.runtime import get_reporters
         print(sorted(name for name, _ in get_reporters()))
         """
+        )
     )
     assert run(code, tmp_path).strip() == "['rollbar', 'sentry']"
     plugin = block("# qengine_slack/__init__.py")
