@@ -31,7 +31,7 @@ from typing import Any
 import redis
 
 from .config import Config
-from .errors import BrokerError, SignatureError
+from .errors import BrokerError, PackageTooLarge, SignatureError
 from .redis_conn import (
     HotLane,
     client_setting,
@@ -148,10 +148,18 @@ class Notifier:
         return f"{self.prefix}:done:{task_id}"
 
     def payload(self, row: Mapping[str, Any] | None) -> bytes:
-        """The signed row to push, or ``b""`` (read it from the store) when too large."""
+        """The signed row to push, or ``b""`` (read it from the store) when too large.
+
+        Too large is over ``PAYLOAD_LIMIT``, or signed over ``max_package_size``:
+        the waiter's signer would refuse such a package, and one that failed to
+        sign here would keep every waiter of the batch from being woken.
+        """
         if row is None or not _fits(row):
             return b""
-        return self.signer.dumps(dict(row))
+        try:
+            return self.signer.dumps(dict(row))
+        except PackageTooLarge:
+            return b""
 
     def notify(
         self,

@@ -91,6 +91,38 @@ def test_a_large_result_is_read_from_the_store(config, redis_client):
     assert leftover(redis_client, config) == []
 
 
+def test_a_row_over_max_package_size_is_read_from_the_store(
+    redis_url, cluster_name, redis_client, caplog
+):
+    # Under PAYLOAD_LIMIT but over a small max_package_size: the waiter could not verify
+    # it, so it is not pushed; the waiter still wakes at once and reads the store.
+    config = qengine.configure(
+        broker=redis_url, name=cluster_name, secret_key="notify-test",
+        store=qengine.get_config().store, max_package_size=2048, compress=False,
+    )  # fmt: skip
+    try:
+        mid = outcome("x" * 4096)
+        row = outcome_values(mid)
+        assert get_notifier(config).payload(row) == b""
+
+        def save_and_notify() -> None:
+            rows = get_store(config).save_outcomes([mid])
+            woken.update(get_notifier(config).notify([row["id"]], {r["id"]: r for r in rows}))
+
+        woken: set[str] = set()
+        started = time.monotonic()
+        thread = later(save_and_notify)
+        assert result(row["id"], wait=5_000) == "x" * 4096
+        thread.join()
+        assert woken == {row["id"]}
+        assert time.monotonic() - started < 1  # woken, not found by the next look a second on
+        assert "could not notify" not in caplog.text
+    finally:
+        keys = list(redis_client.scan_iter(f"qengine:{cluster_name}:*"))
+        if keys:
+            redis_client.delete(*keys)
+
+
 def test_a_cached_wait_does_not_take_a_stored_row(config):
     done = outcome("stored, not cached")
     row = outcome_values(done)
