@@ -16,7 +16,7 @@ from .api import (
     submit,
 )
 from .brokers import Broker
-from .outcomes import iter_args_key
+from .outcomes import cache_timeout, iter_args_key
 from .runtime import get_config, get_store
 from .store import dumps
 from .task import Task, TaskMessage, func_name, new_id
@@ -60,7 +60,7 @@ def _start_iter(
             started=now, stopped=now,
         )  # fmt: skip
         if cached:
-            store.cache_task(empty, None if cached is True else int(cached))
+            store.cache_task(empty, cache_timeout(cached))
         else:
             store.save_task(empty)
         return iter_id

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ContinueChain",
     "Notify",
+    "cache_timeout",
     "failed_outcome",
     "finish",
     "iter_args_key",
@@ -44,7 +45,8 @@ def iter_args_key(store: ResultStore, iter_id: str) -> str:
     return f"qengine:{store.config.name}:iter:{iter_id}:args"
 
 
-def _cache_timeout(cached: bool | int | None) -> int | None:
+def cache_timeout(cached: bool | int | None) -> int | None:
+    """The cache expiry a task's ``cached`` option asks for: seconds, or None (never)."""
     return None if cached is True or not cached else int(cached)
 
 
@@ -74,7 +76,7 @@ def _collate(store: ResultStore, group: str, count: int, cached: bool | int | No
         cluster=first.cluster,
     )
     if cached:
-        store.cache_task(collated, _cache_timeout(cached))
+        store.cache_task(collated, cache_timeout(cached))
     else:
         store.save_task(collated)
     store.delete_cached_group(group, tasks=True)
@@ -210,7 +212,7 @@ def _cache_outcomes(
         if not message.cached:
             continue
         assert task is not None
-        size = store.cache_task(task, _cache_timeout(message.cached), message.iter_index)
+        size = store.cache_task(task, cache_timeout(message.cached), message.iter_index)
         cached_ids.append(message.id)
         collated = _collate_if_complete(store, message, size)
         if collated is not None:
