@@ -8,7 +8,9 @@ from django.apps import AppConfig
 from django.core.signals import setting_changed
 from django.utils.translation import gettext_lazy as _
 
-_WATCHED = {"Q_CLUSTER", "SECRET_KEY", "SECRET_KEY_FALLBACKS", "DATABASES", "CACHES"}
+_WATCHED = {
+    "Q_CLUSTER", "SECRET_KEY", "SECRET_KEY_FALLBACKS", "DATABASES", "CACHES", "TIME_ZONE"
+}  # fmt: skip
 
 
 class QDjangoConfig(AppConfig):

@@ -7,7 +7,8 @@ is a Django database, reached through Django's own connections
 (``store``: an alias of ``DATABASES`` that pins the tables there; without
 it the routers choose); ``orm`` names the database alias the SQL broker
 uses; cached results go to Django's cache framework (``cache``: a
-``CACHES`` alias, default ``"default"``). Environment variables
+``CACHES`` alias, default ``"default"``); schedules run on the wall clock
+of ``TIME_ZONE`` unless ``time_zone`` says otherwise. Environment variables
 ``QENGINE_<KEY>`` and a TOML file still apply, below ``Q_CLUSTER``.
 """
 
@@ -95,7 +96,10 @@ def load() -> Config:
         if fallbacks and "secret_key_fallbacks" not in keys:
             keys["secret_key_fallbacks"] = list(fallbacks)
     keys.setdefault("cache", "default")
-    return load_config(keys)
+    # Schedules keep Django's wall clock, as django_q computed them in TIME_ZONE; a
+    # time_zone in Q_CLUSTER, the environment or the TOML file still wins.
+    zone = getattr(settings, "TIME_ZONE", None)
+    return load_config(keys, defaults={"time_zone": zone} if zone else None)
 
 
 _SPEC_NAMES = {"prefix": "name", "cluster_name": "name", "compressed": "compress"}

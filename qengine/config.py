@@ -682,10 +682,20 @@ def load_config(
     *,
     environ: Mapping[str, str] | None = None,
     config_file: str | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> Config:
-    """Merge defaults, the TOML file, the environment and ``overrides``, strongest last."""
+    """Merge the built-in defaults, ``defaults``, the TOML file, the environment and
+    ``overrides``, strongest last.
+
+    ``defaults`` are a framework's own answers to some keys (qdjango: Django's
+    ``TIME_ZONE`` for ``time_zone``): better than the built-in ones for its
+    users, yet still below anything the user set for the engine itself.
+    """
     environ = os.environ if environ is None else environ
     merged: dict[str, Any] = {}
+    if defaults:
+        _check_keys(defaults, "load_config(defaults=)")
+        merged.update(defaults)
     path = config_file or environ.get(ENV_PREFIX + "CONFIG")
     if path:
         merged.update(_read_file(path))

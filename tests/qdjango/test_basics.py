@@ -59,3 +59,27 @@ def test_schedule_model_refuses_what_schedule_refuses() -> None:
     assert engine.args == (2, -2)
     assert engine.kwargs == {"x": 1}
     assert engine.next_run == Schedule.objects.get(pk=item.pk).next_run
+
+
+def test_schedules_keep_the_wall_clock_of_djangos_time_zone() -> None:
+    from zoneinfo import ZoneInfo
+
+    from qdjango.tasks import schedule
+
+    with override_settings(TIME_ZONE="Europe/Paris"):
+        assert get_config().time_zone == "Europe/Paris"
+        row = schedule("math.floor", 1, schedule_type=Schedule.CRON, cron="0 9 * * *")
+        local = row.next_run.astimezone(ZoneInfo("Europe/Paris"))
+        assert (local.hour, local.minute) == (9, 0)
+        assert row.next_run.utcoffset() is not None
+        assert row.next_run.astimezone(ZoneInfo("UTC")).hour in (7, 8)  # CEST or CET
+    assert get_config().time_zone == "UTC"  # the test settings' TIME_ZONE again
+
+
+def test_a_time_zone_set_for_the_engine_wins_over_djangos(settings, monkeypatch) -> None:
+    q_cluster = {**settings.Q_CLUSTER, "time_zone": "Asia/Tokyo"}
+    with override_settings(TIME_ZONE="Europe/Paris", Q_CLUSTER=q_cluster):
+        assert get_config().time_zone == "Asia/Tokyo"
+    monkeypatch.setenv("QENGINE_TIME_ZONE", "America/New_York")
+    with override_settings(TIME_ZONE="Europe/Paris"):
+        assert get_config().time_zone == "America/New_York"

@@ -144,6 +144,20 @@ def test_precedence_configure_over_environment_over_file(tmp_path, monkeypatch):
     assert get_config() is config
 
 
+def test_a_frameworks_defaults_are_below_everything_the_user_set(tmp_path):
+    defaults = {"time_zone": "Europe/Paris", "label": "Framework", "retry": 120}
+    path = tmp_path / "q.toml"
+    path.write_text('label = "File"\n')
+    config = load_config(
+        {"retry": 90}, environ={"QENGINE_TIME_ZONE": "Asia/Tokyo"}, config_file=str(path),
+        defaults=defaults,
+    )  # fmt: skip
+    assert (config.time_zone, config.label, config.retry) == ("Asia/Tokyo", "File", 90)
+    assert load_config(environ={}, defaults=defaults).time_zone == "Europe/Paris"
+    with pytest.raises(ConfigError, match="unknown config key 'timezone'"):
+        load_config(environ={}, defaults={"timezone": "UTC"})
+
+
 def test_config_file_errors_are_clear(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("workers = [")
