@@ -25,7 +25,9 @@ def _leave(signal: str, sender: Any, task: Any, **extra: Any) -> None:
     data = {"signal": signal, "sender": sender, "id": task["id"], "name": task["name"],
             "pid": os.getpid(), **extra}  # fmt: skip
     path = Path(spool) / f"signal-{uuid.uuid4().hex}.json"
-    path.write_text(json.dumps(data, default=repr))
+    aside = path.with_suffix(".tmp")  # renamed whole: a reader never sees half a file
+    aside.write_text(json.dumps(data, default=repr))
+    aside.rename(path)
 
 
 @receiver(pre_enqueue)

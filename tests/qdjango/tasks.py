@@ -26,7 +26,10 @@ def spool() -> Path:
 def leave(kind: str, **data: Any) -> None:
     """Record one observation as its own file: processes write at once, never to one file."""
     path = spool() / f"{kind}-{uuid.uuid4().hex}.json"
-    path.write_text(json.dumps(data, default=repr))
+    # Written aside, then renamed: a test globbing the spool never reads a half-written file.
+    aside = path.with_suffix(".tmp")
+    aside.write_text(json.dumps(data, default=repr))
+    aside.rename(path)
 
 
 def count_tasks() -> int:
