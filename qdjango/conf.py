@@ -95,11 +95,14 @@ def load() -> Config:
         fallbacks = getattr(settings, "SECRET_KEY_FALLBACKS", None)
         if fallbacks and "secret_key_fallbacks" not in keys:
             keys["secret_key_fallbacks"] = list(fallbacks)
-    keys.setdefault("cache", "default")
-    # Schedules keep Django's wall clock, as django_q computed them in TIME_ZONE; a
-    # time_zone in Q_CLUSTER, the environment or the TOML file still wins.
+    # Django's answers, below anything set for the engine (Q_CLUSTER, the environment, the
+    # TOML file): cached results in the project's default cache, and schedules on Django's
+    # wall clock, as django_q computed them in TIME_ZONE.
+    defaults = {"cache": "default"}
     zone = getattr(settings, "TIME_ZONE", None)
-    return load_config(keys, defaults={"time_zone": zone} if zone else None)
+    if zone:
+        defaults["time_zone"] = zone
+    return load_config(keys, defaults=defaults)
 
 
 _SPEC_NAMES = {"prefix": "name", "cluster_name": "name", "compressed": "compress"}

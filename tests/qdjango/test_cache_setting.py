@@ -18,3 +18,13 @@ def test_an_unknown_cache_fails_when_the_configuration_is_made(settings) -> None
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "cache": "defualt"}
     with pytest.raises(ConfigError, match=r"'cache' has the invalid value 'defualt'.*Django"):
         get_config()
+
+
+def test_without_a_cache_key_the_default_cache_unless_the_environment_names_one(
+    settings, monkeypatch
+) -> None:
+    settings.Q_CLUSTER = {k: v for k, v in settings.Q_CLUSTER.items() if k != "cache"}
+    assert get_config().cache == "default"
+    monkeypatch.setenv("QENGINE_CACHE", "store")
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER}  # read again, with the variable set
+    assert get_config().cache == "store"
