@@ -20,7 +20,7 @@ import qengine
 import qengine.runtime
 from qengine.config import ENV_PREFIX
 from qengine.db import Base, get_engine, normalize_url
-from tests.servers import mongo_server, sqs_server  # noqa: F401 - session fixtures
+from tests.servers import mongo_server, ping_redis, sqs_server  # noqa: F401 - session fixtures
 
 REDIS_URL = os.environ.get("QENGINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(
@@ -63,7 +63,7 @@ def fresh_config(tmp_path, monkeypatch) -> Iterator[None]:
 @pytest.fixture
 def redis_url() -> str:
     """The test Redis; every key made under the test's prefix is removed afterwards."""
-    _require("Redis", lambda: redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping())
+    _require("Redis", lambda: ping_redis(REDIS_URL))
     return REDIS_URL
 
 

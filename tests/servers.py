@@ -201,3 +201,16 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def ping_redis(url: str, timeout: float = 2) -> bool:
+    """Whether the Redis at ``url`` answers; the probe's connection is closed either way
+    (left to the garbage collector, its socket was warned unclosed at the session's end,
+    which the suite's warnings-as-errors turned into a failed run)."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=timeout)
+    try:
+        return bool(client.ping())
+    finally:
+        client.close()

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from bench.chaos import Figures, Plan, run_scenario, text_table
 from tests.chaos.rig import POSTGRES_URL, REDIS_URL
-from tests.servers import skip_or_fail
+from tests.servers import ping_redis, skip_or_fail
 
 TASKS = int(os.environ.get("QENGINE_TEST_CHAOS_TASKS", "60"))
 TIMEOUT_S = 120 + TASKS * 0.1
@@ -34,7 +34,7 @@ def _services() -> str | None:
     if shutil.which("redis-server") is None:
         return "redis-server is not on PATH"
     try:
-        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
+        ping_redis(REDIS_URL)
     except redis.RedisError:
         return "the shared Redis is not reachable"
     engine = sa.create_engine(POSTGRES_URL, poolclass=sa.pool.NullPool)

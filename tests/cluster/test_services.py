@@ -15,6 +15,7 @@ from qengine import async_task, fetch, result
 from qengine.runtime import get_broker
 from qengine.status import Stat
 from tests.cluster.test_cluster import wait_until
+from tests.servers import ping_redis
 
 pytestmark = pytest.mark.cluster
 
@@ -71,7 +72,7 @@ class PrivateRedis:
 
     def _pings(self) -> bool:
         try:
-            return bool(redis.Redis.from_url(self.url, socket_timeout=0.5).ping())
+            return ping_redis(self.url, timeout=0.5)
         except redis.RedisError:
             return False
 
