@@ -15,7 +15,15 @@ import redis
 from .brokers import broker_class
 from .config import Config
 from .errors import ConfigError, StoreError
-from .redis_conn import REDIS_SCHEMES, client_setting, describe_client, redis_client, redis_errors
+from .redis_conn import (
+    REDIS_SCHEMES,
+    client_setting,
+    close_client,
+    describe_client,
+    redis_client,
+    redis_errors,
+    uses_provided_client,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -54,6 +62,9 @@ class ResultCache(ABC):
 
     @abstractmethod
     def members(self, key: str) -> list[str]: ...
+
+    def close(self) -> None:  # noqa: B027 - a hook most caches need not fill
+        """Release connections of its own (a replaced configuration); most hold none."""
 
 
 class MemoryCache(ResultCache):
@@ -113,11 +124,18 @@ class RedisCache(ResultCache):
     treats a cache that is down like a store that is down.
     """
 
-    def __init__(self, client: redis.Redis, setting: str | None = None) -> None:
-        """``setting``: the configuration key that names this Redis, for error messages."""
+    def __init__(
+        self, client: redis.Redis, setting: str | None = None, *, owned: bool = False
+    ) -> None:
+        """``setting``: the configuration key that names this Redis, for error messages;
+        ``owned``: ``close`` disconnects the client (never one lent by ``django_redis``)."""
         self.client = client
         self.where = describe_client(client)
         self.setting = setting
+        self._owned = owned
+
+    def close(self) -> None:
+        close_client(self.client, owned=self._owned)
 
     def _errors(self, action: str) -> AbstractContextManager[None]:
         return redis_errors(
@@ -268,7 +286,9 @@ class StoreCache(ResultCache):
 def _redis_cache(config: Config, url: str | None) -> RedisCache:
     """The broker's Redis (``url`` None) or the one at ``url``, named after its setting."""
     setting = "cache" if url else client_setting(config)
-    return RedisCache(redis_client(config, url), setting)
+    return RedisCache(
+        redis_client(config, url), setting, owned=not uses_provided_client(config, url)
+    )
 
 
 CacheFactory = Callable[[str], "ResultCache | None"]

@@ -35,6 +35,7 @@ from .errors import BrokerError, PackageTooLarge, SignatureError
 from .redis_conn import (
     HotLane,
     client_setting,
+    close_client,
     describe_client,
     redis_client,
     redis_errors,
@@ -133,9 +134,7 @@ class Notifier:
         a process that reconfigures often would otherwise hold a pool per configuration.
         A client lent by ``django_redis`` stays open: its pool is the project's cache's."""
         self.lane.close()
-        if self._owns_client:
-            self.client.close()
-            self.client.connection_pool.disconnect()
+        close_client(self.client, owned=self._owns_client)
 
     def _errors(self, action: str) -> AbstractContextManager[None]:
         """Redis errors as ``BrokerUnavailable``/``BrokerError``: this is the broker's Redis."""

@@ -23,6 +23,7 @@ __all__ = [
     "ClientProvider",
     "HotLane",
     "client_setting",
+    "close_client",
     "describe_client",
     "is_redis_url",
     "redis_client",
@@ -121,6 +122,15 @@ def redis_client(config: Config, url: str | None = None) -> redis.Redis:
     options.pop("errors", None)
     options.setdefault("retry", _default_retry())
     return redis.Redis(**options)
+
+
+def close_client(client: redis.Redis, *, owned: bool) -> None:
+    """Disconnect a client ``redis_client`` made, now rather than when it is collected
+    (a replaced configuration); one lent by ``django_redis`` (``owned`` False) belongs to
+    the project's cache and stays open."""
+    if owned:
+        client.close()
+        client.connection_pool.disconnect()
 
 
 SPARE_CONNECTIONS = 8

@@ -251,7 +251,7 @@ def get_notifier(config: Config | None = None) -> Notifier | None:
 
 
 _stats: PerConfig[SnapshotStore] = PerConfig(
-    lambda config: broker_class(config).status_backend(config)
+    lambda config: broker_class(config).status_backend(config), lambda stats: stats.close()
 )
 
 
@@ -260,7 +260,7 @@ def get_stats(config: Config | None = None) -> SnapshotStore:
     return _stats(config or get_config())
 
 
-_caches: PerConfig[_cache.ResultCache] = PerConfig(_cache.make_cache)
+_caches: PerConfig[_cache.ResultCache] = PerConfig(_cache.make_cache, lambda cache: cache.close())
 
 
 def get_cache(config: Config | None = None) -> _cache.ResultCache:

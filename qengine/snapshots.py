@@ -12,7 +12,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from .config import Config
-from .redis_conn import client_setting, describe_client, redis_client, redis_errors
+from .redis_conn import (
+    client_setting,
+    close_client,
+    describe_client,
+    redis_client,
+    redis_errors,
+    uses_provided_client,
+)
 
 __all__ = ["RedisSnapshots", "SnapshotStore", "StoreSnapshots"]
 
@@ -23,6 +30,7 @@ class SnapshotStore(Protocol):
     def put(self, name: str, cluster_id: str, text: str, ttl_s: int) -> None: ...
     def remove(self, name: str, cluster_id: str) -> None: ...
     def all(self, name: str) -> list[str]: ...
+    def close(self) -> None: ...
 
 
 class RedisSnapshots:
@@ -31,6 +39,11 @@ class RedisSnapshots:
     def __init__(self, config: Config) -> None:
         self.client = redis_client(config)
         self.where, self.setting = describe_client(self.client), client_setting(config)
+        self._owned = not uses_provided_client(config)
+
+    def close(self) -> None:
+        """Disconnect (a replaced configuration); a ``django_redis`` client stays open."""
+        close_client(self.client, owned=self._owned)
 
     def errors(self, action: str) -> AbstractContextManager[None]:
         return redis_errors(self.where, action, self.setting)
@@ -63,6 +76,9 @@ class StoreSnapshots:
 
     def __init__(self, config: Config) -> None:
         self.url = config.store
+
+    def close(self) -> None:
+        """Nothing of its own to release: the store's engine is shared."""
 
     @staticmethod
     def key(name: str, cluster_id: str) -> str:

@@ -413,20 +413,21 @@ def test_closing_a_broker_leaves_the_shared_pool_connected(django_redis) -> None
 
 
 @pytest.mark.redis
-def test_a_replaced_notifier_leaves_the_shared_pool_connected(django_redis) -> None:
+def test_a_replaced_configuration_leaves_the_shared_pool_connected(django_redis) -> None:
     from django_redis import get_redis_connection
 
-    from qengine.runtime import get_notifier, reset
+    from qengine.runtime import get_notifier, get_stats, reset
 
     pool = get_redis_connection("default").connection_pool
     notifier = get_notifier(get_config())
     assert notifier is not None
     assert notifier.client.connection_pool is pool
+    assert get_stats(get_config()).client.connection_pool is pool  # the status store's too
     connection = pool.get_connection()
     try:
         connection.send_command("CLIENT", "ID")
         before = connection.read_response()
-        reset()  # closes what the replaced configuration opened: the notifier too
+        reset()  # closes what the replaced configuration opened: notifier, status store
         connection.send_command("CLIENT", "ID")
         assert connection.read_response() == before, "the same connection, never dropped"
     finally:

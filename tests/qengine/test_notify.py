@@ -317,3 +317,19 @@ def test_a_replaced_configuration_disconnects_its_notifier(config, redis_client)
             break
         time.sleep(0.01)
     assert not {lane_id, pool_id} & _connected_ids(redis_client)
+
+
+def test_a_replaced_configuration_disconnects_its_cache_and_status_store(config, redis_client):
+    from qengine.runtime import get_cache, get_stats
+
+    cache, stats = get_cache(config), get_stats(config)
+    ids = {cache.client.client_id(), stats.client.client_id()}  # the broker's Redis, each
+    assert ids <= _connected_ids(redis_client)
+    qengine.configure(
+        broker=config.broker, name=config.name, secret_key="notify-test", store=config.store
+    )
+    for _ in range(100):
+        if not ids & _connected_ids(redis_client):
+            break
+        time.sleep(0.01)
+    assert not ids & _connected_ids(redis_client)
